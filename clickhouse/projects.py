@@ -1,0 +1,127 @@
+"""Projects stored in the warehouse, looked up by key hash through an in-memory cache."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+
+from schemas.project import Credentials, Project, key_hash, new_credentials, project_id_of
+
+from .warehouse import Warehouse
+
+
+class ProjectExists(ValueError):
+    pass
+
+
+class UnknownProject(LookupError):
+    pass
+
+
+_SELECT = (
+    "SELECT project_id, name, origins, write_key_hash, read_token_hash, webhook_secret_hash"
+    " FROM projects FINAL WHERE NOT deleted ORDER BY project_id"
+)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+class ProjectStore:
+    """Reads are served from a cache refreshed at most once per `min_refresh_s` on a miss, so a
+    flood of unknown keys costs one warehouse query per interval, not one per request."""
+
+    def __init__(self, wh: Warehouse, min_refresh_s: float = 1.0) -> None:
+        self._wh = wh
+        self._min_refresh_s = min_refresh_s
+        self._by_write: dict[str, Project] = {}
+        self._by_read: dict[str, Project] = {}
+        self._by_id: dict[str, Project] = {}
+        self._loaded_at = 0.0
+        self._refreshing: asyncio.Lock | None = None
+
+    def reload(self) -> None:
+        by_write, by_read, by_id = {}, {}, {}
+        for r in self._wh.rows(_SELECT):
+            p = Project(r["project_id"], r["name"], tuple(r["origins"]))
+            by_write[r["write_key_hash"]] = p
+            by_read[r["read_token_hash"]] = p
+            by_id[p.project_id] = p
+        self._by_write, self._by_read, self._by_id = by_write, by_read, by_id
+        self._loaded_at = time.monotonic()
+
+    async def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._loaded_at < self._min_refresh_s:
+            return
+        if self._refreshing is None:
+            self._refreshing = asyncio.Lock()
+        async with self._refreshing:
+            if time.monotonic() - self._loaded_at >= self._min_refresh_s:
+                await asyncio.to_thread(self.reload)
+
+    async def by_write_key(self, key: str) -> Project | None:
+        h = key_hash(key)
+        found = self._by_write.get(h)
+        if found is None:
+            await self._refresh_if_stale()
+            found = self._by_write.get(h)
+        return found
+
+    async def by_read_token(self, token: str) -> Project | None:
+        h = key_hash(token)
+        found = self._by_read.get(h)
+        if found is None:
+            await self._refresh_if_stale()
+            found = self._by_read.get(h)
+        return found
+
+    def get(self, project_id: str) -> Project | None:
+        if project_id not in self._by_id:
+            self.reload()
+        return self._by_id.get(project_id)
+
+    def list(self) -> list[Project]:
+        self.reload()
+        return list(self._by_id.values())
+
+    def create(self, name: str, origins: tuple[str, ...] = ()) -> tuple[Project, Credentials]:
+        pid = project_id_of(name)
+        if self.get(pid) is not None:
+            raise ProjectExists(f"project {pid!r} exists")
+        creds = new_credentials()
+        self._write(pid, name, origins, creds, created_at=_now())
+        self.reload()
+        return self._by_id[pid], creds
+
+    def rotate(self, project_id: str) -> Credentials:
+        """New write key, read token and webhook secret; the old ones stop working at once."""
+        rows = self._wh.rows(
+            "SELECT name, origins, created_at FROM projects FINAL WHERE project_id = {p:String}",
+            {"p": project_id},
+        )
+        if not rows:
+            raise UnknownProject(project_id)
+        creds = new_credentials()
+        r = rows[0]
+        self._write(project_id, r["name"], tuple(r["origins"]), creds, created_at=r["created_at"])
+        self.reload()
+        return creds
+
+    def _write(self, pid: str, name: str, origins: tuple[str, ...], creds: Credentials, created_at: str) -> None:
+        self._wh.insert(
+            "projects",
+            [
+                {
+                    "project_id": pid,
+                    "name": name,
+                    "write_key_hash": key_hash(creds.write_key),
+                    "read_token_hash": key_hash(creds.read_token),
+                    "webhook_secret_hash": key_hash(creds.webhook_secret),
+                    "origins": list(origins),
+                    "created_at": created_at,
+                    "updated_at": _now(),
+                }
+            ],
+        )

@@ -1,0 +1,59 @@
+"""Report queries: one SQL file per report in clickhouse/reports/, the same on both engines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .warehouse import Warehouse
+
+REPORTS = Path(__file__).parent / "reports"
+NAMES = ("channels",)
+
+
+class UnknownReport(ValueError):
+    pass
+
+
+@cache
+def _sql(name: str, part: str = "") -> str:
+    """The report's rows query (name.sql), or its total row query (name.total.sql)."""
+    if name not in NAMES:
+        raise UnknownReport(name)
+    return (REPORTS / f"{name}{part}.sql").read_text()
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    name: str
+    project: str
+    date_from: date
+    date_to: date  # inclusive
+    model: str = "last_non_direct"
+    currency: str = "KZT"
+
+
+def _bounds(req: ReportRequest) -> dict[str, Any]:
+    start = datetime.combine(req.date_from, time.min, tzinfo=timezone.utc)
+    end = datetime.combine(req.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    fmt = "%Y-%m-%d %H:%M:%S.000"
+    return {"project": req.project, "from": start.strftime(fmt), "to": end.strftime(fmt)}
+
+
+def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
+    params = _bounds(req)
+    rows = wh.rows(_sql(req.name), params)
+    totals = wh.rows(_sql(req.name, ".total"), params)
+    total = totals[0] if totals else {}
+    return {
+        "report": req.name,
+        "model": req.model,
+        "currency": req.currency,
+        "from": req.date_from.isoformat(),
+        "to": req.date_to.isoformat(),
+        "rows": rows,
+        "total": total,
+    }

@@ -1,0 +1,147 @@
+"""The sink: bus records -> warehouse rows, in batches, idempotently.
+
+Every batch carries a deterministic insert_deduplication_token, so a retried insert of the same
+batch adds 0 rows; tables are ReplacingMergeTree on deterministic ids, so a record delivered twice
+in different batches (at-least-once) collapses to one row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import orjson
+
+from schemas import topics
+
+from .warehouse import Warehouse, WarehouseError
+
+log = logging.getLogger("moneytrail.sink")
+
+TABLE_OF_TOPIC = {topics.RAW: "raw_events", topics.TOUCHES: "touches", topics.DEAD_LETTERS: "dead_letters"}
+
+
+def _raw_row(value: bytes) -> dict[str, Any]:
+    env = orjson.loads(value)
+    return {
+        "project": env["project"],
+        "event_id": env["event_id"],
+        "type": env["type"],
+        "schema": env["schema"],
+        "anonymous_id": env.get("anonymous_id") or "",
+        "user_id": env.get("user_id") or "",
+        "timestamp": env["timestamp"],
+        "received_at": env["received_at"],
+        "payload": value.decode(),
+    }
+
+
+def _touch_row(value: bytes) -> dict[str, Any]:
+    row = orjson.loads(value)
+    row["user_id"] = row.get("user_id") or ""
+    return row
+
+
+def _dead_row(value: bytes) -> dict[str, Any]:
+    return orjson.loads(value)
+
+
+ROW_OF_TOPIC: dict[str, Callable[[bytes], dict[str, Any]]] = {
+    topics.RAW: _raw_row,
+    topics.TOUCHES: _touch_row,
+    topics.DEAD_LETTERS: _dead_row,
+}
+
+
+def batch_token(table: str, ids: list[str]) -> str:
+    return hashlib.sha256((table + "\n" + "\n".join(ids)).encode()).hexdigest()[:40]
+
+
+def insert_with_retry(wh: Warehouse, table: str, rows: list[dict[str, Any]], token: str,
+                      stop: Callable[[], bool] = lambda: False, max_backoff_s: float = 5.0) -> bool:
+    """Insert until it succeeds (the warehouse may be down): nothing is dropped, nothing is
+    committed upstream before this returns True. Returns False only when asked to stop."""
+    delay = 0.1
+    while True:
+        try:
+            wh.insert(table, rows, token)
+            return True
+        except WarehouseError as exc:
+            if stop():
+                return False
+            log.warning("warehouse insert into %s failed, retrying in %.1fs: %s", table, delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff_s)
+
+
+@dataclass
+class _Pending:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    since: float = 0.0
+
+
+class BatchingSink:
+    """In-process sink (embedded mode): `put` collects records; a flusher writes a table's batch
+    when it reaches max_rows or is max_seconds old."""
+
+    def __init__(self, wh: Warehouse, max_rows: int = 10_000, max_seconds: float = 0.5) -> None:
+        self._wh = wh
+        self._max_rows = max_rows
+        self._max_seconds = max_seconds
+        self._pending: dict[str, _Pending] = {}
+        self._task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self.rows_written = 0
+
+    async def put(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        table = TABLE_OF_TOPIC[topic]
+        to_row = ROW_OF_TOPIC[topic]
+        pending = self._pending.setdefault(table, _Pending())
+        if not pending.rows:
+            pending.since = time.monotonic()
+        for _key, value in records:
+            row = to_row(value)
+            pending.rows.append(row)
+            pending.ids.append(row.get("event_id") or row.get("touch_id") or hashlib.sha1(value).hexdigest())
+        if len(pending.rows) >= self._max_rows:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sink-flusher")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._max_seconds / 4)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush(only_due=True)
+
+    async def flush(self, only_due: bool = False) -> None:
+        async with self._write_lock:
+            now = time.monotonic()
+            for table, pending in list(self._pending.items()):
+                if not pending.rows:
+                    continue
+                if only_due and len(pending.rows) < self._max_rows and now - pending.since < self._max_seconds:
+                    continue
+                self._pending[table] = _Pending()
+                token = batch_token(table, pending.ids)
+                await asyncio.to_thread(insert_with_retry, self._wh, table, pending.rows, token)
+                self.rows_written += len(pending.rows)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush()

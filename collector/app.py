@@ -1,0 +1,284 @@
+"""The HTTP edge. Hot ingest routes are plain Starlette endpoints (FastAPI costs ~4x per
+request); reports and admin go through FastAPI for their OpenAPI docs."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import orjson
+from fastapi import FastAPI, Query
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from schemas import topics
+from schemas.project import Project, key_hash
+from schemas.reasons import RejectReason
+
+from .ingest import Refusal, decode_body, messages_of, parse
+from .metrics import CollectorMetrics
+from .ports import CollectorConfig, ProjectDirectory, Publish, RunReport
+
+log = logging.getLogger("moneytrail.collector")
+# text/plain: navigator.sendBeacon; form-urlencoded: what `curl -d` sends by default. The body
+# must still be JSON.
+_JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded", "")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
+
+
+def _refuse(metrics: CollectorMetrics, route: str, status: int, reason: RejectReason, detail: str,
+            headers: dict[str, str] | None = None) -> Response:
+    metrics.rejected.labels(route, reason.value).inc()
+    return _json({"ok": False, "reason": reason.value, "detail": detail}, status, headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_key_of(request: Request, data: Any) -> str | None:
+    auth = request.headers.get("authorization", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            user = base64.b64decode(auth[6:].strip()).decode().split(":", 1)[0]
+        except (ValueError, UnicodeDecodeError):
+            user = ""
+        if user:
+            return user
+    header = request.headers.get("x-write-key")
+    if header:
+        return header
+    if isinstance(data, dict):
+        for name in ("write_key", "writeKey"):
+            if isinstance(data.get(name), str):
+                return data[name]
+    return None
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else None
+
+
+class NewProject(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    origins: list[str] = Field(default_factory=list)
+
+
+def create_app(
+    config: CollectorConfig,
+    projects: ProjectDirectory,
+    publish: Publish,
+    run_report: RunReport,
+    on_start: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> FastAPI:
+    metrics = CollectorMetrics()
+    state = {"ready": False}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_start:
+            await on_start()
+        state["ready"] = True
+        try:
+            yield
+        finally:
+            state["ready"] = False  # readiness turns 503 first, then we drain
+            if on_stop:
+                await on_stop()
+
+    app = FastAPI(title="moneytrail", version="1", lifespan=lifespan,
+                  description="Self-hosted end-to-end marketing analytics. Ingest with a write key, read with a read token.")
+    app.state.metrics = metrics
+
+    async def ingest(request: Request, route: str, forced_type: str | None = None) -> Response:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in _JSON_TYPES:
+            return _refuse(metrics, route, 415, RejectReason.unsupported_media_type,
+                           f"send application/json or text/plain, not {ctype}")
+        try:
+            body = await _read_body(request, config.max_request_bytes)
+        except _TooLarge:
+            return _refuse(metrics, route, 413, RejectReason.too_large, f"request body over {config.max_request_bytes} bytes")
+        data = decode_body(body)
+        if isinstance(data, Refusal):
+            return _refuse(metrics, route, 400, data.reason, data.detail)
+        key = _write_key_of(request, data)
+        project = await projects.by_write_key(key) if key else None
+        if project is None:
+            detail = "unknown write key" if key else "no write key: send it as HTTP Basic user, X-Write-Key or write_key"
+            return _refuse(metrics, route, 401, RejectReason.unknown_key, detail,
+                           {"WWW-Authenticate": 'Basic realm="moneytrail"'})
+        messages = messages_of(data, config.max_batch_events)
+        if isinstance(messages, Refusal):
+            status = 413 if messages.reason is RejectReason.too_large else 400
+            return _refuse(metrics, route, status, messages.reason, messages.detail)
+        client_ip = request.client.host if request.client else None
+        parsed = parse(messages, project.project_id, client_ip, request.headers.get("user-agent"),
+                       config.max_event_bytes, config.clock_skew_tolerance_s, len(body), forced_type)
+        for refusal in parsed.refused:
+            metrics.rejected.labels(route, refusal.reason.value).inc()
+        if not parsed.envelopes:
+            first = parsed.refused[0] if parsed.refused else Refusal(RejectReason.schema_violation, "empty batch")
+            status = 413 if first.reason is RejectReason.too_large else 400
+            return _json({"ok": False, "reason": first.reason.value, "detail": first.detail,
+                          "rejected": [r.as_json() for r in parsed.refused]}, status)
+        started = time.perf_counter()
+        try:
+            await publish(topics.RAW, [(e.key, e.to_bytes()) for e in parsed.envelopes])
+        except Exception as exc:  # not durable: the client must retry, and nothing was acknowledged
+            log.warning("publish failed: %s", exc)
+            metrics.rejected.labels(route, "unavailable").inc(len(parsed.envelopes))
+            return _json({"ok": False, "reason": "unavailable", "detail": "events could not be stored; retry later"},
+                         503, {"Retry-After": "5"})
+        metrics.publish_seconds.observe(time.perf_counter() - started)
+        metrics.accepted.labels(route).inc(len(parsed.envelopes))
+        out: dict[str, Any] = {"ok": True, "accepted": len(parsed.envelopes)}
+        if parsed.refused:
+            out["rejected"] = [r.as_json() for r in parsed.refused]
+        return _json(out)
+
+    async def collect(request: Request) -> Response:
+        return await ingest(request, "collect")
+
+    def segment_route(forced: str | None) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await ingest(request, f"v1_{forced or 'batch'}", forced)
+        return endpoint
+
+    app.add_route("/collect", collect, methods=["POST"], include_in_schema=False)
+    app.add_route("/v1/batch", segment_route(None), methods=["POST"], include_in_schema=False)
+    for kind in ("track", "page", "identify", "alias"):
+        app.add_route(f"/v1/{kind}", segment_route(kind), methods=["POST"], include_in_schema=False)
+
+    async def reader(request: Request, project_param: str | None) -> Project | Response:
+        token = _bearer(request)
+        if not token:
+            return _json({"ok": False, "reason": "unauthorized", "detail": "send the read token as Authorization: Bearer <token>"},
+                         401, {"WWW-Authenticate": "Bearer"})
+        if config.admin_token and key_hash(token) == key_hash(config.admin_token):
+            found = projects.get(project_param or "") if project_param else None
+            if found is None:
+                return _json({"ok": False, "reason": "unknown_project", "detail": f"no project {project_param!r}"}, 404)
+            return found
+        project = await projects.by_read_token(token)
+        if project is None:
+            if await projects.by_write_key(token) is not None:
+                return _json({"ok": False, "reason": "forbidden", "detail": "a write key cannot read reports; use the read token"}, 403)
+            return _json({"ok": False, "reason": "unauthorized", "detail": "unknown read token"}, 401, {"WWW-Authenticate": "Bearer"})
+        return project
+
+    @app.get("/api/reports/{name}", tags=["reports"], summary="A report as JSON or CSV")
+    async def report(
+        request: Request,
+        name: str,
+        date_from: str | None = Query(None, alias="from", description="first day, YYYY-MM-DD (default: 30 days ago)"),
+        date_to: str | None = Query(None, alias="to", description="last day, inclusive (default: today)"),
+        model: str = Query("last_non_direct"),
+        currency: str = Query("KZT"),
+        format: str = Query("json", pattern="^(json|csv)$"),
+        project: str | None = Query(None, description="only with the local admin token"),
+    ) -> Response:
+        found = await reader(request, project)
+        if isinstance(found, Response):
+            return found
+        query = {k: v for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency}.items() if v}
+        try:
+            result = await run_report(name, found.project_id, query)
+        except LookupError as exc:
+            return _json({"ok": False, "reason": "unknown_report", "detail": str(exc)}, 404)
+        except ValueError as exc:
+            return _json({"ok": False, "reason": "bad_parameter", "detail": str(exc)}, 400)
+        if format == "csv":
+            return Response(_csv(result), media_type="text/csv; charset=utf-8")
+        return _json(result)
+
+    def _admin(request: Request) -> Response | None:
+        token = _bearer(request)
+        if not config.admin_token or not token or key_hash(token) != key_hash(config.admin_token):
+            return _json({"ok": False, "reason": "unauthorized", "detail": "admin token required"}, 401)
+        return None
+
+    @app.post("/api/admin/projects", tags=["admin"], include_in_schema=False)
+    async def admin_create(request: Request, body: NewProject) -> Response:
+        if (denied := _admin(request)) is not None:
+            return denied
+        try:
+            project, creds = await asyncio.to_thread(projects.create, body.name, tuple(body.origins))
+        except ValueError as exc:
+            return _json({"ok": False, "reason": "conflict", "detail": str(exc)}, 409)
+        return _json({"project": project.project_id, "name": project.name, "origins": list(project.origins),
+                      "write_key": creds.write_key, "read_token": creds.read_token, "webhook_secret": creds.webhook_secret})
+
+    @app.get("/api/admin/projects", tags=["admin"], include_in_schema=False)
+    async def admin_list(request: Request) -> Response:
+        if (denied := _admin(request)) is not None:
+            return denied
+        found = await asyncio.to_thread(projects.list)
+        return _json([{"project": p.project_id, "name": p.name, "origins": list(p.origins)} for p in found])
+
+    @app.post("/api/admin/projects/{project_id}/rotate", tags=["admin"], include_in_schema=False)
+    async def admin_rotate(request: Request, project_id: str) -> Response:
+        if (denied := _admin(request)) is not None:
+            return denied
+        try:
+            creds = await asyncio.to_thread(projects.rotate, project_id)
+        except LookupError:
+            return _json({"ok": False, "reason": "unknown_project", "detail": project_id}, 404)
+        return _json({"project": project_id, "write_key": creds.write_key, "read_token": creds.read_token,
+                      "webhook_secret": creds.webhook_secret})
+
+    async def healthz(_request: Request) -> Response:
+        return _json({"ok": True})
+
+    async def readyz(_request: Request) -> Response:
+        return _json({"ready": state["ready"]}, 200 if state["ready"] else 503)
+
+    async def prometheus(_request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    app.add_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
+    return app
+
+
+def _csv(result: dict[str, Any]) -> str:
+    rows = list(result.get("rows", []))
+    total = result.get("total") or {}
+    columns: list[str] = []
+    for row in rows + ([total] if total else []):
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if total:
+        first = columns[0] if columns else ""
+        writer.writerow({**total, **({first: "Total"} if first and first not in total else {})})
+    return buf.getvalue()

@@ -1,0 +1,193 @@
+"""From a request body to envelopes. Pure: bytes and request facts in, typed outcome out."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.envelope import SCHEMA_OF_WIRE_TYPE, Envelope, EventContext, new_event_id
+from schemas.reasons import RejectReason
+from schemas.wire import MESSAGE, MESSAGE_TYPES
+
+_TYPE_OF_WIRE = {"page": "pageview", "track": "track", "identify": "identify", "alias": "alias"}
+MAX_DEPTH = 16
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: RejectReason
+    detail: str
+    index: int | None = None  # position in a batch
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"reason": self.reason.value, "detail": self.detail}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+@dataclass(frozen=True)
+class Parsed:
+    envelopes: list[Envelope] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+def anonymise_ip(ip: str | None) -> str | None:
+    """Last octet of IPv4, last 80 bits of IPv6 zeroed."""
+    if not ip:
+        return None
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return None
+    if addr.version == 4:
+        return str(ipaddress.ip_network(f"{addr}/24", strict=False).network_address)
+    return str(ipaddress.ip_network(f"{addr}/48", strict=False).network_address)
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Depth of nested containers, stopping once past limit (iterative: no recursion bombs)."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        node, d = stack.pop()
+        if d > limit:
+            return d
+        deepest = max(deepest, d)
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node if isinstance(v, (dict, list)))
+    return deepest
+
+
+def decode_body(body: bytes) -> Any | Refusal:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Refusal(RejectReason.invalid_utf8, f"body is not valid UTF-8 at byte {exc.start}")
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        reason = RejectReason.invalid_utf8 if "surrogate" in str(exc) else RejectReason.invalid_json
+        return Refusal(reason, f"body is not valid JSON: {exc}")
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        return Refusal(RejectReason.too_deep, f"JSON nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def messages_of(data: Any, max_batch: int) -> list[Any] | Refusal:
+    if isinstance(data, dict) and "batch" in data:
+        batch = data["batch"]
+        if not isinstance(batch, list):
+            return Refusal(RejectReason.schema_violation, "'batch' must be a list of messages")
+        if len(batch) > max_batch:
+            return Refusal(RejectReason.too_large, f"batch has {len(batch)} messages; at most {max_batch}")
+        return batch
+    if isinstance(data, dict):
+        return [data]
+    return Refusal(RejectReason.schema_violation, "body must be a message object or {\"batch\": [...]}")
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
+
+
+def envelope_of(
+    item: Any,
+    project: str,
+    received_at: datetime,
+    client_ip: str | None,
+    user_agent: str | None,
+    skew_tolerance_s: int,
+    forced_type: str | None = None,
+) -> Envelope | Refusal:
+    if not isinstance(item, dict):
+        return Refusal(RejectReason.schema_violation, "a message must be a JSON object")
+    if forced_type is not None:
+        item = {**item, "type": forced_type}
+    wire_type = item.get("type")
+    if wire_type not in MESSAGE_TYPES:
+        return Refusal(RejectReason.unknown_type, f"type must be one of {', '.join(MESSAGE_TYPES)}; got {wire_type!r}")
+    try:
+        msg = MESSAGE.validate_python(item)
+    except ValidationError as exc:
+        return Refusal(RejectReason.schema_violation, _first_error(exc))
+
+    flags: list[str] = []
+    ts = _utc(msg.timestamp) if msg.timestamp else received_at
+    sent_at = _utc(msg.sentAt) if msg.sentAt else None
+    if sent_at is not None:  # the client's clock is off by (sent_at - received_at): undo it
+        ts = ts + (received_at - sent_at)
+    if ts > received_at + timedelta(seconds=skew_tolerance_s):
+        flags.append("clock_skew")
+        ts = received_at
+
+    ctx = msg.context
+    page = ctx.page
+    campaign = ctx.campaign.model_dump(exclude_none=True) if ctx.campaign else {}
+    if wire_type == "page" and page is None:
+        return Refusal(RejectReason.schema_violation, "context.page: a page message needs context.page.url")
+    return Envelope(
+        schema=SCHEMA_OF_WIRE_TYPE[wire_type],
+        event_id=msg.messageId or new_event_id(),
+        type=_TYPE_OF_WIRE[wire_type],
+        project=project,
+        anonymous_id=msg.anonymousId,
+        user_id=msg.userId,
+        timestamp=ts,
+        received_at=received_at,
+        sent_at=sent_at,
+        event=getattr(msg, "event", None),
+        previous_id=getattr(msg, "previousId", None),
+        context=EventContext(
+            page_url=page.url if page else None,
+            page_path=page.path if page else None,
+            page_title=page.title if page else None,
+            referrer=page.referrer if page else None,
+            campaign={k: v for k, v in campaign.items() if isinstance(v, str)},
+            user_agent=ctx.userAgent or user_agent,
+            ip=anonymise_ip(ctx.ip or client_ip),
+            locale=ctx.locale,
+        ),
+        properties=msg.properties,
+        traits=msg.traits,
+        flags=tuple(flags),
+    )
+
+
+def parse(
+    messages: list[Any],
+    project: str,
+    client_ip: str | None,
+    user_agent: str | None,
+    max_event_bytes: int,
+    skew_tolerance_s: int,
+    body_size: int,
+    forced_type: str | None = None,
+) -> Parsed:
+    received_at = datetime.now(timezone.utc)
+    out = Parsed()
+    for i, item in enumerate(messages):
+        result = envelope_of(item, project, received_at, client_ip, user_agent, skew_tolerance_s, forced_type)
+        if isinstance(result, Refusal):
+            out.refused.append(Refusal(result.reason, result.detail, i))
+            continue
+        if body_size > max_event_bytes:  # only a body bigger than the limit can hold a big event
+            size = len(orjson.dumps(item))
+            if size > max_event_bytes:
+                out.refused.append(Refusal(RejectReason.too_large, f"message is {size} bytes; at most {max_event_bytes}", i))
+                continue
+        out.envelopes.append(result)
+    return out

@@ -1,0 +1,35 @@
+"""What the collector needs from the rest of the system. The composition root plugs these in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Protocol
+
+from schemas.project import Credentials, Project
+
+Records = list[tuple[bytes, bytes]]
+
+
+class ProjectDirectory(Protocol):
+    async def by_write_key(self, key: str) -> Project | None: ...
+    async def by_read_token(self, token: str) -> Project | None: ...
+    def get(self, project_id: str) -> Project | None: ...
+    def list(self) -> list[Project]: ...
+    def create(self, name: str, origins: tuple[str, ...] = ()) -> tuple[Project, Credentials]: ...
+    def rotate(self, project_id: str) -> Credentials: ...
+
+
+class Publish(Protocol):
+    async def __call__(self, topic: str, records: Records) -> None: ...
+
+
+RunReport = Callable[[str, str, dict[str, str]], Awaitable[dict[str, Any]]]  # name, project, query
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 500 * 1024
+    max_batch_events: int = 500
+    clock_skew_tolerance_s: int = 3600
+    admin_token: str = ""  # local admin (CLI talking to a running server); empty disables

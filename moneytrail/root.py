@@ -1,0 +1,137 @@
+"""The composition root: the only place that reads settings and wires the parts together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from fastapi import FastAPI
+
+from clickhouse import reports
+from clickhouse.kafka_sink import run_kafka_sink
+from clickhouse.migrate import migrate
+from clickhouse.projects import ProjectStore
+from clickhouse.sink import BatchingSink
+from clickhouse.warehouse import Warehouse, open_warehouse
+from collector.app import create_app
+from collector.ports import CollectorConfig
+from schemas import topics
+from stream_processors.channels import ChannelRules
+from stream_processors.embedded import EmbeddedRunner
+
+from .bus import KafkaBus, MemoryBus
+from .settings import Settings
+
+log = logging.getLogger("moneytrail")
+MAX_RANGE_DAYS = 3660
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def open_migrated_warehouse(settings: Settings) -> Warehouse:
+    wh = open_warehouse(settings.warehouse_url)
+    ran = migrate(wh)
+    if ran:
+        log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in ran))
+    return wh
+
+
+def channel_rules(settings: Settings) -> ChannelRules:
+    return ChannelRules.load(settings.channel_rules)
+
+
+def report_request(name: str, project: str, query: dict[str, str]) -> reports.ReportRequest:
+    """Report parameters from the query string, with clear errors."""
+    try:
+        date_to = date.fromisoformat(query["to"]) if query.get("to") else datetime.now(timezone.utc).date()
+        date_from = date.fromisoformat(query["from"]) if query.get("from") else date_to - timedelta(days=29)
+    except ValueError as exc:
+        raise ValueError(f"dates must be YYYY-MM-DD: {exc}") from None
+    if date_from > date_to:
+        raise ValueError("'from' is after 'to'")
+    if (date_to - date_from).days > MAX_RANGE_DAYS:
+        raise ValueError(f"a range may span at most {MAX_RANGE_DAYS} days")
+    if name not in reports.NAMES:
+        raise LookupError(f"no report {name!r}; reports: {', '.join(reports.NAMES)}")
+    return reports.ReportRequest(name, project, date_from, date_to,
+                                 model=query.get("model", "last_non_direct"), currency=query.get("currency", "KZT"))
+
+
+@dataclass
+class Server:
+    """Everything `moneytrail serve` runs in one process."""
+
+    settings: Settings
+    warehouse: Warehouse
+    projects: ProjectStore
+    app: FastAPI
+    memory_bus: MemoryBus | None = None
+    sink: BatchingSink | None = None
+    runner: EmbeddedRunner | None = None
+    background: list[asyncio.Task] = field(default_factory=list)
+
+
+def build_server(settings: Settings, admin_token: str = "", with_sink: bool | None = None) -> Server:
+    """Embedded mode (memory bus): collector + processors + sink + reports in this process.
+    Distributed mode (kafka bus): collector + reports; plus the Kafka sink when with_sink (needed
+    when the warehouse is a chDB folder, which only its owner may write)."""
+    wh = open_migrated_warehouse(settings)
+    projects = ProjectStore(wh)
+    projects.reload()
+    config = CollectorConfig(
+        max_event_bytes=settings.max_event_bytes,
+        max_request_bytes=settings.max_request_bytes,
+        max_batch_events=settings.max_batch_events,
+        clock_skew_tolerance_s=settings.clock_skew_tolerance_s,
+        admin_token=admin_token,
+    )
+
+    async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:
+        req = report_request(name, project, query)
+        return await asyncio.to_thread(reports.run, wh, req)
+
+    server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]
+    if settings.embedded:
+        bus = MemoryBus()
+        sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds)
+        runner = EmbeddedRunner(channel_rules(settings), bus.publish)
+        bus.subscribe(topics.RAW, runner.handle_raw)
+        for topic in (topics.RAW, topics.TOUCHES, topics.DEAD_LETTERS):
+            bus.subscribe(topic, sink.put)
+        server.memory_bus, server.sink, server.runner = bus, sink, runner
+
+        async def on_start() -> None:
+            await sink.start()
+            await bus.start()
+
+        async def on_stop() -> None:
+            await bus.stop()
+            await sink.stop()
+
+        publish = bus.publish
+    else:
+        kafka = KafkaBus(settings.kafka_bootstrap, settings.topic_prefix)
+        stop = asyncio.Event()
+        sink_wanted = with_sink if with_sink is not None else settings.warehouse_url.startswith("chdb://")
+
+        async def on_start() -> None:
+            await kafka.start()
+            if sink_wanted:
+                server.background.append(asyncio.create_task(run_kafka_sink(
+                    wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
+                    settings.sink_batch_rows, settings.sink_batch_seconds)))
+
+        async def on_stop() -> None:
+            await kafka.stop()
+            stop.set()
+            await asyncio.gather(*server.background, return_exceptions=True)
+
+        publish = kafka.publish
+
+    server.app = create_app(config, projects, publish, run_report, on_start, on_stop)
+    return server

@@ -1,0 +1,55 @@
+"""The one settings object. Read from MONEYTRAIL_* environment variables (and an optional .env)
+once, in the composition root; everything else receives what it needs as arguments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MONEYTRAIL_", frozen=True, env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("moneytrail-data"), description="local state: chDB warehouse, Faust tables, lock")
+    bus: str = Field("memory://", description="memory:// (embedded) or kafka://host:9092[,host:9092]")
+    warehouse: str = Field("", description="chdb:///path (default: <data_dir>/warehouse) or clickhouse://user:pass@host:8123/db")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = Field("", description="URL the collector is reached at (for printed links); default http://host:port")
+    topic_prefix: str = "moneytrail"
+    channel_rules: Path | None = Field(None, description="channel rules TOML; default: the built-in rules")
+    sink_batch_rows: int = 10_000
+    sink_batch_seconds: float = 0.5
+    sink_group: str = "moneytrail-sink"
+    worker_id: str = "moneytrail-processors"
+    worker_web_port: int = 6066
+    max_event_bytes: int = 32 * 1024
+    max_request_bytes: int = 500 * 1024
+    max_batch_events: int = 500
+    clock_skew_tolerance_s: int = 3600
+    log_level: str = "info"
+
+    @field_validator("bus")
+    @classmethod
+    def _bus(cls, v: str) -> str:
+        if not (v.startswith("memory://") or v.startswith("kafka://")):
+            raise ValueError("MONEYTRAIL_BUS must be memory:// or kafka://host:port")
+        return v
+
+    @property
+    def warehouse_url(self) -> str:
+        return self.warehouse or f"chdb://{(self.data_dir / 'warehouse').resolve()}"
+
+    @property
+    def embedded(self) -> bool:
+        return self.bus.startswith("memory://")
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.bus.removeprefix("kafka://").rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"

@@ -1,0 +1,1 @@
+"""The event contract: what every accepted input becomes. Imports nothing of ours."""

@@ -1,0 +1,25 @@
+"""The closed set of reasons an input is refused or dead-lettered.
+
+Every refusal is counted under one of these names (Prometheus label, dead-letter column), so the
+set is closed: a new reason is a contract change.
+"""
+
+from enum import StrEnum
+
+
+class RejectReason(StrEnum):
+    invalid_json = "invalid_json"
+    invalid_utf8 = "invalid_utf8"
+    too_large = "too_large"
+    too_deep = "too_deep"
+    unknown_type = "unknown_type"
+    schema_violation = "schema_violation"
+    bad_signature = "bad_signature"
+    stale_signature = "stale_signature"
+    unknown_key = "unknown_key"
+    rate_limited = "rate_limited"
+    origin_not_allowed = "origin_not_allowed"
+    unsupported_media_type = "unsupported_media_type"
+    # found invalid after acceptance, in the processors (goes to the dead-letter topic)
+    undecodable = "undecodable"
+    processing_error = "processing_error"

@@ -1,0 +1,11 @@
+"""Bus topic names. Both run modes use the same names; Kafka prefixes them."""
+
+RAW = "raw"  # every accepted envelope, keyed by project + anonymous id
+TOUCHES = "touches"  # enriched touches (one per session once sessions land), keyed by project
+DEAD_LETTERS = "dead-letters"  # envelopes found invalid after acceptance, with a reason
+
+ALL = (RAW, TOUCHES, DEAD_LETTERS)
+
+
+def kafka_topic(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}.v1"

@@ -1,0 +1,175 @@
+"""Normalisation of a visit's source and its channel group. Pure: rules in, attributes out."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+DEFAULT_RULES = Path(__file__).parent / "rules" / "channels.toml"
+DIRECT_SOURCE = "(direct)"
+NO_MEDIUM = "(none)"
+
+
+@dataclass(frozen=True)
+class ChannelRules:
+    source_aliases: dict[str, str]
+    source_kinds: dict[str, str]
+    medium_aliases: dict[str, str]
+    click_ids: dict[str, tuple[str, str]]
+    referrers: tuple[tuple[str, str], ...]  # (host pattern, source), longest pattern first
+    referrer_mediums: dict[str, str]
+    channels: tuple[dict[str, frozenset[str] | str], ...]
+
+    @classmethod
+    def load(cls, path: Path | str | None = None) -> "ChannelRules":
+        with open(path or DEFAULT_RULES, "rb") as f:
+            raw = tomllib.load(f)
+        source_aliases = {}
+        for canonical, aliases in raw.get("sources", {}).items():
+            source_aliases[canonical.lower()] = canonical
+            for alias in aliases:
+                source_aliases[alias.strip().lower()] = canonical
+        medium_aliases = {}
+        for canonical, aliases in raw.get("mediums", {}).items():
+            medium_aliases[canonical] = canonical
+            for alias in aliases:
+                medium_aliases[alias.strip().lower()] = canonical
+        kinds = {src: kind for kind, srcs in raw.get("source_kinds", {}).items() for src in srcs}
+        channels = []
+        for rule in raw.get("channels", []):
+            compiled: dict[str, frozenset[str] | str] = {"name": rule["name"]}
+            for key in ("medium", "source", "source_kind"):
+                if key in rule:
+                    compiled[key] = frozenset(rule[key])
+            channels.append(compiled)
+        referrers = sorted(raw.get("referrers", {}).items(), key=lambda kv: -len(kv[0]))
+        return cls(
+            source_aliases=source_aliases,
+            source_kinds=kinds,
+            medium_aliases=medium_aliases,
+            click_ids={k.lower(): (v[0], v[1]) for k, v in raw.get("click_ids", {}).items()},
+            referrers=tuple(referrers),
+            referrer_mediums=dict(raw.get("referrer_mediums", {})),
+            channels=tuple(channels),
+        )
+
+    def fold_source(self, value: str) -> str:
+        v = " ".join(value.strip().lower().split())
+        return self.source_aliases.get(v, v)
+
+    def fold_medium(self, value: str) -> str:
+        v = " ".join(value.strip().lower().split())
+        return self.medium_aliases.get(v, v)
+
+    def source_of_referrer(self, host: str) -> str | None:
+        for pattern, source in self.referrers:
+            if pattern.endswith("."):  # "google." matches google.com, google.kz, news.google.ru
+                if host.startswith(pattern) or f".{pattern}" in host:
+                    return source
+            elif host == pattern or host.endswith("." + pattern):
+                return source
+        return None
+
+    def channel_of(self, source: str, medium: str) -> str:
+        kind = self.source_kinds.get(source, "")
+        facts = {"source": source, "medium": medium, "source_kind": kind}
+        for rule in self.channels:
+            if all(facts[k] in allowed for k, allowed in rule.items() if k != "name"):
+                return str(rule["name"])
+        return "Other"
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Where a visit came from, normalised."""
+
+    source: str
+    medium: str
+    campaign: str = ""
+    content: str = ""
+    term: str = ""
+    click_id_type: str = ""
+    channel: str = "Direct"
+    referrer_host: str = ""
+    unknown: tuple[str, ...] = field(default=())  # values not in the rules, for the quality report
+
+    @property
+    def is_direct(self) -> bool:
+        return self.source == DIRECT_SOURCE
+
+
+def _host(url: str | None) -> str:
+    if not url:
+        return ""
+    try:
+        host = urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return ""
+    return host.lower().removeprefix("www.")
+
+
+def _query(url: str | None) -> dict[str, str]:
+    if not url:
+        return {}
+    try:
+        return {k.lower(): v for k, v in parse_qsl(urlsplit(url.strip()).query)}
+    except ValueError:
+        return {}
+
+
+def classify(
+    rules: ChannelRules,
+    page_url: str | None,
+    referrer: str | None,
+    campaign: dict[str, str] | None = None,
+) -> Attribution:
+    """The source, medium, campaign and channel of a visit landing on page_url."""
+    query = _query(page_url)
+    tags = {k: v for k, v in (campaign or {}).items() if isinstance(v, str) and v.strip()}
+    for key in ("source", "medium", "name", "content", "term"):
+        url_value = query.get(f"utm_{key}" if key != "name" else "utm_campaign", "").strip()
+        if url_value and key not in tags:
+            tags[key] = url_value
+    click_id_type = next((cid for cid in rules.click_ids if query.get(cid)), "")
+    ref_host = _host(referrer)
+    page_host = _host(page_url)
+    unknown: list[str] = []
+
+    if tags.get("source"):
+        source = rules.fold_source(tags["source"])
+        medium = rules.fold_medium(tags.get("medium", "")) if tags.get("medium") else ""
+        if not medium and click_id_type:
+            medium = rules.click_ids[click_id_type][1]
+        if not medium:
+            medium = NO_MEDIUM
+    elif click_id_type:
+        source, medium = rules.click_ids[click_id_type]
+        if tags.get("medium"):
+            medium = rules.fold_medium(tags["medium"])
+    elif ref_host and ref_host != page_host:
+        known = rules.source_of_referrer(ref_host)
+        if known:
+            source = known
+            medium = rules.referrer_mediums.get(rules.source_kinds.get(known, ""), "referral")
+        else:
+            source, medium = ref_host, "referral"
+    else:
+        source, medium = DIRECT_SOURCE, NO_MEDIUM
+
+    if source not in rules.source_kinds and source != DIRECT_SOURCE and source != ref_host:
+        unknown.append(f"source:{source}")
+    if medium not in rules.medium_aliases and medium != NO_MEDIUM:
+        unknown.append(f"medium:{medium}")
+    return Attribution(
+        source=source,
+        medium=medium,
+        campaign=tags.get("name", "").strip().lower(),
+        content=tags.get("content", "").strip(),
+        term=tags.get("term", "").strip(),
+        click_id_type=click_id_type,
+        channel=rules.channel_of(source, medium),
+        referrer_host=ref_host,
+        unknown=tuple(unknown),
+    )

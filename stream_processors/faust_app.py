@@ -1,0 +1,55 @@
+"""Faust adapter: a thin agent around the same pure steps the embedded runner drives.
+
+At-least-once: outputs have deterministic ids (touch_id = event_id), so a message re-processed
+after a crash produces identical rows that the warehouse collapses. A poison message becomes a
+dead-letter record (the step says so) and the agent goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faust
+
+from schemas import topics
+
+from .channels import ChannelRules
+from .outputs import records_of
+from .steps import process
+
+log = logging.getLogger("moneytrail.worker")
+
+
+def build_app(bootstrap: str, prefix: str, data_dir: Path, rules: ChannelRules,
+              app_id: str = "moneytrail-processors", web_port: int = 6066) -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{h}" for h in bootstrap.split(",")],
+        store="rocksdb://",
+        datadir=str(data_dir),
+        producer_acks=-1,
+        topic_partitions=4,
+        topic_allow_declare=True,
+        web_enabled=True,
+        web_host="127.0.0.1",
+        web_port=web_port,
+        key_serializer="raw",
+        value_serializer="raw",
+        stream_wait_empty=False,
+    )
+    raw = app.topic(topics.kafka_topic(prefix, topics.RAW), key_type=bytes, value_type=bytes)
+    out = {
+        name: app.topic(topics.kafka_topic(prefix, name), key_type=bytes, value_type=bytes)
+        for name in (topics.TOUCHES, topics.DEAD_LETTERS)
+    }
+
+    @app.agent(raw, name="enrich")
+    async def enrich(stream):  # noqa: ANN001 - faust's stream type
+        async for event in stream.events():
+            for name, records in records_of(process(rules, event.value)).items():
+                for key, value in records:
+                    await out[name].send(key=key, value=value)
+            yield None
+
+    return app
