@@ -19,11 +19,12 @@ class UnknownReport(ValueError):
 
 
 @cache
-def _sql(name: str, part: str = "") -> str:
-    """The report's rows query (name.sql), or its total row query (name.total.sql)."""
+def _sql(name: str) -> str:
+    """A report's query. It returns its rows and its total row together (GROUPING SETS), the
+    total flagged is_total = 1, so both come from one snapshot of the data."""
     if name not in NAMES:
         raise UnknownReport(name)
-    return (REPORTS / f"{name}{part}.sql").read_text()
+    return (REPORTS / f"{name}.sql").read_text()
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,12 @@ def _bounds(req: ReportRequest) -> dict[str, Any]:
 
 
 def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
-    params = _bounds(req)
-    rows = wh.rows(_sql(req.name), params)
-    totals = wh.rows(_sql(req.name, ".total"), params)
-    total = totals[0] if totals else {}
+    rows, total = [], {}
+    for row in wh.rows(_sql(req.name), _bounds(req)):
+        if row.pop("is_total"):
+            total = {k: v for k, v in row.items() if not isinstance(v, str)}  # keys of a total are blank
+        else:
+            rows.append(row)
     return {
         "report": req.name,
         "model": req.model,

@@ -60,7 +60,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _write_key_of(request: Request, data: Any) -> str | None:
+def _header_write_key(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     if auth[:6].lower() == "basic ":
         try:
@@ -69,9 +69,11 @@ def _write_key_of(request: Request, data: Any) -> str | None:
             user = ""
         if user:
             return user
-    header = request.headers.get("x-write-key")
-    if header:
-        return header
+    return request.headers.get("x-write-key") or None
+
+
+def _body_write_key(data: Any) -> str | None:
+    """sendBeacon cannot set headers, so the tracker puts the key in the body."""
     if isinstance(data, dict):
         for name in ("write_key", "writeKey"):
             if isinstance(data.get(name), str):
@@ -116,11 +118,20 @@ def create_app(
                   description="Self-hosted end-to-end marketing analytics. Ingest with a write key, read with a read token.")
     app.state.metrics = metrics
 
+    def _unknown_key(route: str, key: str | None) -> Response:
+        detail = "unknown write key" if key else "no write key: send it as HTTP Basic user, X-Write-Key or write_key"
+        return _refuse(metrics, route, 401, RejectReason.unknown_key, detail, {"WWW-Authenticate": 'Basic realm="moneytrail"'})
+
     async def ingest(request: Request, route: str, forced_type: str | None = None) -> Response:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in _JSON_TYPES:
             return _refuse(metrics, route, 415, RejectReason.unsupported_media_type,
                            f"send application/json or text/plain, not {ctype}")
+        # A key in a header is checked before the body is read: strangers learn nothing more.
+        key = _header_write_key(request)
+        project = await projects.by_write_key(key) if key else None
+        if key and project is None:
+            return _unknown_key(route, key)
         try:
             body = await _read_body(request, config.max_request_bytes)
         except _TooLarge:
@@ -128,12 +139,11 @@ def create_app(
         data = decode_body(body)
         if isinstance(data, Refusal):
             return _refuse(metrics, route, 400, data.reason, data.detail)
-        key = _write_key_of(request, data)
-        project = await projects.by_write_key(key) if key else None
         if project is None:
-            detail = "unknown write key" if key else "no write key: send it as HTTP Basic user, X-Write-Key or write_key"
-            return _refuse(metrics, route, 401, RejectReason.unknown_key, detail,
-                           {"WWW-Authenticate": 'Basic realm="moneytrail"'})
+            key = _body_write_key(data)
+            project = await projects.by_write_key(key) if key else None
+            if project is None:
+                return _unknown_key(route, key)
         messages = messages_of(data, config.max_batch_events)
         if isinstance(messages, Refusal):
             status = 413 if messages.reason is RejectReason.too_large else 400

@@ -120,3 +120,28 @@ def bus_from_url(url: str, prefix: str) -> Bus:
     if url.startswith("kafka://"):
         return KafkaBus(url.removeprefix("kafka://").rstrip("/"), prefix)
     raise ValueError(f"unknown bus URL {url!r}: use memory:// or kafka://host:9092[,host2:9092]")
+
+
+async def ensure_topics(bootstrap: str, prefix: str, partitions: int, replication: int = 1) -> list[str]:
+    """Create our topics if they are missing (so consumers that start first see every partition).
+    Returns the names created now."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from schemas.topics import ALL
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [kafka_topic(prefix, t) for t in ALL]
+        missing = [n for n in wanted if n not in existing]
+        if missing:
+            result = await admin.create_topics(
+                [NewTopic(n, num_partitions=partitions, replication_factor=replication) for n in missing]
+            )
+            for name, code, *_ in getattr(result, "topic_errors", []):
+                if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (another process won the race)
+                    raise BusUnavailable(f"could not create topic {name}: error {code}")
+        return missing
+    finally:
+        await admin.close()

@@ -47,6 +47,26 @@ def _admin_call(server: RunningServer, method: str, path: str, **kw: Any) -> Any
     return body
 
 
+def _graceful_server_class():  # noqa: ANN202 - uvicorn is imported lazily
+    import contextlib
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after its graceful shutdown, so the process dies 'killed by
+        signal' even when it drained cleanly; we exit 0 after a clean drain instead."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # noqa: ANN202
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return GracefulServer
+
+
 @app.command()
 def serve(
     data_dir: Optional[Path] = DataDir,
@@ -57,6 +77,7 @@ def serve(
     """Run the collector, reports and (embedded mode) processors and warehouse in this process."""
     import uvicorn
 
+    _GracefulServer = _graceful_server_class()
     settings = root.load_settings(data_dir=data_dir, host=host, port=port)
     _logging(settings.log_level)
     lock = DataDirLock(settings.data_dir)
@@ -66,8 +87,9 @@ def serve(
         server = root.build_server(settings, admin_token=admin, with_sink=sink)
         mode = "embedded" if settings.embedded else f"distributed (bus {settings.bus})"
         err.print(f"moneytrail {mode}: collector and reports on {settings.base_url}, warehouse {settings.warehouse_url}")
-        uvicorn.run(server.app, host=settings.host, port=settings.port, log_level="warning",
-                    timeout_graceful_shutdown=10, loop="uvloop", http="httptools")
+        config = uvicorn.Config(server.app, host=settings.host, port=settings.port, log_level="warning",
+                                timeout_graceful_shutdown=10, loop="uvloop", http="httptools")
+        _GracefulServer(config).run()
     finally:
         lock.release()
 
@@ -82,8 +104,11 @@ def worker(data_dir: Optional[Path] = DataDir) -> None:
     import faust
     from stream_processors.faust_app import build_app
 
-    faust_app = build_app(settings.kafka_bootstrap, settings.topic_prefix, settings.data_dir / "faust",
-                          root.channel_rules(settings), settings.worker_id, settings.worker_web_port)
+    state_dir = settings.data_dir / "faust"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    faust_app = build_app(settings.kafka_bootstrap, settings.topic_prefix, state_dir,
+                          root.channel_rules(settings), settings.worker_id, settings.worker_web_port,
+                          settings.kafka_partitions)
     err.print(f"moneytrail worker: Faust app {settings.worker_id} consuming from {settings.bus}")
     faust.Worker(faust_app, loglevel=settings.log_level.upper()).execute_from_commandline()
 
@@ -92,6 +117,8 @@ def worker(data_dir: Optional[Path] = DataDir) -> None:
 def sink_cmd(data_dir: Optional[Path] = DataDir) -> None:
     """Distributed mode: consume processed topics from Kafka into the warehouse."""
     from clickhouse.kafka_sink import run_kafka_sink
+
+    from .bus import ensure_topics
 
     settings = root.load_settings(data_dir=data_dir)
     _logging(settings.log_level)
@@ -105,6 +132,8 @@ def sink_cmd(data_dir: Optional[Path] = DataDir) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.kafka_partitions,
+                            settings.kafka_replication)
         await run_kafka_sink(wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
                              settings.sink_batch_rows, settings.sink_batch_seconds)
 

@@ -22,7 +22,7 @@ from schemas import topics
 from stream_processors.channels import ChannelRules
 from stream_processors.embedded import EmbeddedRunner
 
-from .bus import KafkaBus, MemoryBus
+from .bus import KafkaBus, MemoryBus, ensure_topics
 from .settings import Settings
 
 log = logging.getLogger("moneytrail")
@@ -112,6 +112,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         async def on_stop() -> None:
             await bus.stop()
             await sink.stop()
+            wh.close()  # close the engine now, not in interpreter teardown (chDB can crash there)
 
         publish = bus.publish
     else:
@@ -120,6 +121,8 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         sink_wanted = with_sink if with_sink is not None else settings.warehouse_url.startswith("chdb://")
 
         async def on_start() -> None:
+            await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.kafka_partitions,
+                                settings.kafka_replication)
             await kafka.start()
             if sink_wanted:
                 server.background.append(asyncio.create_task(run_kafka_sink(
@@ -130,6 +133,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             await kafka.stop()
             stop.set()
             await asyncio.gather(*server.background, return_exceptions=True)
+            wh.close()
 
         publish = kafka.publish
 

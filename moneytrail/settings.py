@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     port: int = 8080
     public_url: str = Field("", description="URL the collector is reached at (for printed links); default http://host:port")
     topic_prefix: str = "moneytrail"
+    kafka_partitions: int = Field(4, description="partitions of each topic we create; the most workers that can share the work")
+    kafka_replication: int = Field(1, description="replication factor of topics we create (3 on a real cluster)")
     channel_rules: Path | None = Field(None, description="channel rules TOML; default: the built-in rules")
     sink_batch_rows: int = 10_000
     sink_batch_seconds: float = 0.5

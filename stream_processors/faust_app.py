@@ -22,14 +22,14 @@ log = logging.getLogger("moneytrail.worker")
 
 
 def build_app(bootstrap: str, prefix: str, data_dir: Path, rules: ChannelRules,
-              app_id: str = "moneytrail-processors", web_port: int = 6066) -> faust.App:
+              app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4) -> faust.App:
     app = faust.App(
         app_id,
         broker=[f"kafka://{h}" for h in bootstrap.split(",")],
         store="rocksdb://",
         datadir=str(data_dir),
         producer_acks=-1,
-        topic_partitions=4,
+        topic_partitions=partitions,
         topic_allow_declare=True,
         web_enabled=True,
         web_host="127.0.0.1",

@@ -1,0 +1,155 @@
+"""The thin path end to end, with real parts: POST /collect -> bus -> channel step -> sink ->
+touches table -> GET /api/reports/channels, in embedded mode (one process, chDB) and distributed
+mode (collector process + Apache Kafka + Faust worker process + sink)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, Proc, base_env, free_port, wait_http
+
+pytestmark = pytest.mark.integration
+N = 1000
+CHANNELS = [
+    ("https://shop.kz/sofas?utm_source=google&utm_medium=cpc&utm_campaign=sofas", "https://www.google.com/", "Paid Search"),
+    ("https://shop.kz/?utm_source=ig&utm_medium=paid_social", "", "Paid Social"),
+    ("https://shop.kz/", "https://yandex.kz/search", "Organic Search"),
+    ("https://shop.kz/", "", "Direct"),
+]
+
+
+def _page(i: int, run: str) -> dict:
+    url, ref, _ = CHANNELS[i % len(CHANNELS)]
+    return {"type": "page", "messageId": f"{run}-{i}", "anonymousId": f"visitor-{i % 300}",
+            "context": {"page": {"url": url, "referrer": ref}, "userAgent": "Mozilla/5.0 (X11; Linux x86_64)"}}
+
+
+def _post_all(base: str, write_key: str, run: str) -> None:
+    """500 single events and 25 batches of 20, from 4 threads."""
+    def single(i: int) -> int:
+        return httpx.post(f"{base}/collect", json=_page(i, run), headers={"X-Write-Key": write_key}, timeout=30).status_code
+
+    def batch(b: int) -> int:
+        events = [_page(500 + b * 20 + j, run) for j in range(20)]
+        return httpx.post(f"{base}/v1/batch", json={"batch": events}, auth=(write_key, ""), timeout=30).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = list(pool.map(single, range(500))) + list(pool.map(batch, range(25)))
+    assert codes == [200] * 525
+
+
+def _refusals_are_not_stored(base: str, write_key: str) -> None:
+    bad_key = httpx.post(f"{base}/collect", json=_page(0, "refused"), headers={"X-Write-Key": "wk_nope"})
+    malformed = httpx.post(f"{base}/collect", content=b'{"type":"page",', headers={"X-Write-Key": write_key,
+                                                                              "Content-Type": "application/json"})
+    assert (bad_key.status_code, bad_key.json()["reason"]) == (401, "unknown_key")
+    assert (malformed.status_code, malformed.json()["reason"]) == (400, "invalid_json")
+
+
+def _create_project(env: dict[str, str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "moneytrail", "projects", "create", "Test Shop", "--json"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _wait_visits(base: str, read_token: str, want: int, timeout: float) -> tuple[dict, float]:
+    started = time.monotonic()
+    report: dict = {}
+    while time.monotonic() - started < timeout:
+        report = httpx.get(f"{base}/api/reports/channels", headers={"Authorization": f"Bearer {read_token}"}).json()
+        if report["total"].get("visits") == want:
+            return report, time.monotonic() - started
+        time.sleep(0.25)
+    raise AssertionError(f"expected {want} visits within {timeout}s, report says {report}")
+
+
+def _expected_rows() -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for i in range(N):
+        counts[CHANNELS[i % len(CHANNELS)][2]] = counts.get(CHANNELS[i % len(CHANNELS)][2], 0) + 1
+    return counts
+
+
+def _stored_counts(env: dict[str, str], project: str) -> dict:
+    """Row counts read straight from the chDB folder, after the server stopped (its own process:
+    chDB hosts one folder per process)."""
+    code = (
+        "import json, sys; from moneytrail import root; from clickhouse.warehouse import open_warehouse\n"
+        "wh = open_warehouse(root.load_settings().warehouse_url)\n"
+        "q = lambda s: wh.rows(s, {'p': sys.argv[1]})[0]['c']\n"
+        "print(json.dumps({'touches': q('SELECT count() AS c FROM touches FINAL WHERE project = {p:String}'),"
+        " 'touch_ids': q('SELECT uniqExact(touch_id) AS c FROM touches WHERE project = {p:String}'),"
+        " 'raw': q('SELECT count() AS c FROM raw_events FINAL WHERE project = {p:String}'),"
+        " 'dead': q('SELECT count() AS c FROM dead_letters WHERE project = {p:String}')}))\n"
+        "wh.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, project], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _check_report(report: dict) -> None:
+    assert {r["channel"]: r["visits"] for r in report["rows"]} == _expected_rows()
+    assert report["total"] == {"visits": N, "visitors": 300}
+
+
+def test_embedded_mode_1000_pageviews_land_exactly_once(tmp_path: Path) -> None:
+    port = free_port()
+    env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port))
+    creds = _create_project(env)
+    server = Proc(["serve"], env, tmp_path / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/readyz", server)
+        _refusals_are_not_stored(base, creds["write_key"])
+        _post_all(base, creds["write_key"], uuid.uuid4().hex[:8])
+        report, waited = _wait_visits(base, creds["read_token"], N, timeout=30)
+        _check_report(report)
+        # the CLI, while the server owns the folder, asks the server
+        cli = subprocess.run([sys.executable, "-m", "moneytrail", "report", "channels", "--format", "json"],
+                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stderr
+        assert json.loads(cli.stdout)["total"]["visits"] == N
+        print(f"embedded: {N} pageviews visible in the report {waited:.2f}s after the last POST")
+    finally:
+        assert server.stop() == 0, server.output()[-3000:]
+    assert _stored_counts(env, creds["project"]) == {"touches": N, "touch_ids": N, "raw": N, "dead": 0}
+
+
+def test_distributed_mode_1000_pageviews_land_exactly_once(tmp_path: Path, kafka_bootstrap: str) -> None:
+    port, web = free_port(), free_port()
+    run = uuid.uuid4().hex[:8]
+    env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_BUS=f"kafka://{kafka_bootstrap}",
+                   MONEYTRAIL_TOPIC_PREFIX=f"test-{run}", MONEYTRAIL_SINK_GROUP=f"sink-{run}",
+                   MONEYTRAIL_WORKER_ID=f"processors-{run}", MONEYTRAIL_WORKER_WEB_PORT=str(web))
+    creds = _create_project(env)
+    worker_env = {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "worker")}  # the worker's own state folder
+    server = Proc(["serve", "--sink"], env, tmp_path / "serve.log")
+    worker = Proc(["worker"], worker_env, tmp_path / "worker.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/readyz", server)
+        _refusals_are_not_stored(base, creds["write_key"])
+        _post_all(base, creds["write_key"], run)
+        assert worker.p.poll() is None, worker.output()[-3000:]
+        report, waited = _wait_visits(base, creds["read_token"], N, timeout=30)
+        _check_report(report)
+        log = worker.output()
+        assert "Faust" in log or "faust" in log, log[-3000:]
+        print(f"distributed: {N} pageviews visible in the report {waited:.2f}s after the last POST")
+    finally:
+        worker_code = worker.stop()
+        server_code = server.stop()
+    print(worker.output()[-1500:])
+    assert server_code == 0, server.output()[-3000:]
+    assert _stored_counts(env, creds["project"]) == {"touches": N, "touch_ids": N, "raw": N, "dead": 0}
