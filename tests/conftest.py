@@ -92,3 +92,18 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env.update({"MONEYTRAIL_DATA_DIR": str(data_dir), "MONEYTRAIL_LOG_LEVEL": "info"})
     env.update(extra)
     return env
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):  # noqa: ANN001
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
+    """Under CI a skipped test proves nothing: the run fails."""
+    if IN_CI and _skipped:
+        print(f"\nCI=true and {len(_skipped)} test(s) skipped: {', '.join(_skipped[:10])}")
+        session.exitstatus = 1

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command (`make test`): starts the real parts, runs every test, stops what it started,
+# and exits non-zero on any failure. Under CI=true no test may skip (tests/conftest.py).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+UV=${UV:-uv}
+export MONEYTRAIL_TEST_KAFKA_PORT=${MONEYTRAIL_TEST_KAFKA_PORT:-19092}
+
+started_kafka=0
+cleanup() {
+  if [ "$started_kafka" = 1 ]; then
+    KAFKA_PORT=$MONEYTRAIL_TEST_KAFKA_PORT bash deploy/local/kafka.sh stop || true
+  fi
+}
+trap cleanup EXIT
+
+if ! KAFKA_PORT=$MONEYTRAIL_TEST_KAFKA_PORT bash deploy/local/kafka.sh status >/dev/null 2>&1; then
+  KAFKA_PORT=$MONEYTRAIL_TEST_KAFKA_PORT KAFKA_CLEAN=1 bash deploy/local/kafka.sh start
+  started_kafka=1
+fi
+
+"$UV" run --frozen pytest -q -rfEs --durations=10 "$@"
