@@ -86,7 +86,7 @@ def serve(
         admin = lock.publish_server(settings.base_url)
         server = root.build_server(settings, admin_token=admin, with_sink=sink)
         mode = "embedded" if settings.embedded else f"distributed (bus {settings.bus})"
-        err.print(f"moneytrail {mode}: collector and reports on {settings.base_url}, warehouse {settings.warehouse_url}")
+        err.print(f"moneytrail {mode}: collector and reports on {settings.base_url}, warehouse {settings.warehouse_display}")
         config = uvicorn.Config(server.app, host=settings.host, port=settings.port, log_level="warning",
                                 timeout_graceful_shutdown=10, loop="uvloop", http="httptools")
         _GracefulServer(config).run()
@@ -137,7 +137,201 @@ def sink_cmd(data_dir: Optional[Path] = DataDir) -> None:
         await run_kafka_sink(wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
                              settings.sink_batch_rows, settings.sink_batch_seconds)
 
-    err.print(f"moneytrail sink: {settings.bus} -> {settings.warehouse_url}")
+    err.print(f"moneytrail sink: {settings.bus} -> {settings.warehouse_display}")
+    try:
+        asyncio.run(main())
+    finally:
+        wh.close()
+        lock.release()
+
+
+@app.command("migrate")
+def migrate_cmd(data_dir: Optional[Path] = DataDir) -> None:
+    """Apply the warehouse migrations that have not run yet."""
+    from clickhouse.migrate import migrate as run_migrations
+    from clickhouse.warehouse import open_warehouse
+
+    settings = root.load_settings(data_dir=data_dir)
+    if _server_or_none(settings):
+        console.print("the running server applied migrations at start-up; nothing to do")
+        return
+    wh = open_warehouse(settings.warehouse_url)
+    ran = run_migrations(wh)
+    wh.close()
+    console.print("applied: " + (", ".join(f"{m.version:04d}_{m.name}" for m in ran) or "nothing (up to date)"))
+
+
+def _with_store(settings: Any):  # noqa: ANN202
+    from clickhouse.projects import ProjectStore
+
+    wh = root.open_migrated_warehouse(settings)
+    return wh, ProjectStore(wh)
+
+
+@projects_app.command("create")
+def projects_create(
+    name: str,
+    origin: list[str] = typer.Option([], "--origin", help="allowed website origin, e.g. https://shop.kz (repeatable)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Create a project; prints its write key, read token and webhook secret ONCE."""
+    settings = root.load_settings(data_dir=data_dir)
+    server = _server_or_none(settings)
+    if server:
+        out = _admin_call(server, "POST", "/api/admin/projects", json={"name": name, "origins": origin})
+    else:
+        from clickhouse.projects import ProjectExists
+
+        wh, store = _with_store(settings)
+        try:
+            project, creds = store.create(name, tuple(origin))
+        except (ProjectExists, ValueError) as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1)
+        finally:
+            wh.close()
+        out = {"project": project.project_id, "name": project.name, "origins": list(project.origins),
+               "write_key": creds.write_key, "read_token": creds.read_token, "webhook_secret": creds.webhook_secret}
+    if as_json:
+        print(orjson.dumps(out).decode())
+        return
+    for key, value in out.items():
+        console.print(f"[bold]{key}[/bold]: {value}")
+    console.print("[yellow]Keep these now: only their hashes are stored.[/yellow]")
+
+
+@projects_app.command("list")
+def projects_list(data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")) -> None:
+    """List projects (never their keys)."""
+    settings = root.load_settings(data_dir=data_dir)
+    server = _server_or_none(settings)
+    if server:
+        rows = _admin_call(server, "GET", "/api/admin/projects")
+    else:
+        wh, store = _with_store(settings)
+        rows = [{"project": p.project_id, "name": p.name, "origins": list(p.origins)} for p in store.list()]
+        wh.close()
+    if as_json:
+        print(orjson.dumps(rows).decode())
+        return
+    table = Table("project", "name", "origins")
+    for r in rows:
+        table.add_row(r["project"], r["name"], " ".join(r["origins"]))
+    console.print(table)
+
+
+@projects_app.command("rotate-key")
+def projects_rotate(name: str, data_dir: Optional[Path] = DataDir, as_json: bool = typer.Option(False, "--json")) -> None:
+    """New keys for a project; the old ones stop working at once."""
+    from schemas.project import project_id_of
+
+    settings = root.load_settings(data_dir=data_dir)
+    pid = project_id_of(name)
+    server = _server_or_none(settings)
+    if server:
+        out = _admin_call(server, "POST", f"/api/admin/projects/{pid}/rotate")
+    else:
+        from clickhouse.projects import UnknownProject
+
+        wh, store = _with_store(settings)
+        try:
+            creds = store.rotate(pid)
+        except UnknownProject:
+            err.print(f"[red]no project {pid!r}[/red]")
+            raise typer.Exit(1)
+        finally:
+            wh.close()
+        out = {"project": pid, "write_key": creds.write_key, "read_token": creds.read_token,
+               "webhook_secret": creds.webhook_secret}
+    if as_json:
+        print(orjson.dumps(out).decode())
+    else:
+        for key, value in out.items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+
+@app.command()
+def report(
+    name: str = typer.Argument(..., help="channels"),
+    project: Optional[str] = typer.Option(None, help="project id (needed when there are several)"),
+    date_from: Optional[str] = typer.Option(None, "--from", help="first day YYYY-MM-DD"),
+    date_to: Optional[str] = typer.Option(None, "--to", help="last day YYYY-MM-DD (inclusive)"),
+    model: str = typer.Option("last_non_direct"),
+    currency: str = typer.Option("KZT"),
+    fmt: str = typer.Option("table", "--format", help="table | json | csv"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Print a report as a table (with a total row), JSON or CSV."""
+    from collector.app import _csv
+
+    settings = root.load_settings(data_dir=data_dir)
+    query = {k: v for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency}.items() if v}
+    server = _server_or_none(settings)
+    if server:
+        if project is None:
+            listed = _admin_call(server, "GET", "/api/admin/projects")
+            project = _only_project([p["project"] for p in listed])
+        result = _admin_call(server, "GET", f"/api/reports/{name}", params={**query, "project": project})
+    else:
+        from clickhouse import reports
+
+        wh, store = _with_store(settings)
+        try:
+            project = project or _only_project([p.project_id for p in store.list()])
+            try:
+                result = reports.run(wh, root.report_request(name, project, query))
+            except (LookupError, ValueError) as exc:
+                err.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2)
+        finally:
+            wh.close()
+    if fmt == "json":
+        print(orjson.dumps(result).decode())
+    elif fmt == "csv":
+        print(_csv(result), end="")
+    else:
+        _print_table(result)
+
+
+def _only_project(ids: list[str]) -> str:
+    if len(ids) == 1:
+        return ids[0]
+    err.print("[red]name the project with --project: " + (", ".join(ids) or "there are none yet") + "[/red]")
+    raise typer.Exit(2)
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    rows, total = result["rows"], result.get("total") or {}
+    columns: list[str] = []
+    for row in rows + [total]:
+        columns.extend(k for k in row if k not in columns)
+    labels = [c for c in columns if c not in total]  # key columns: blank in the total row
+    if not labels:
+        columns.insert(0, "")
+        labels = [""]
+    table = Table(title=f"{result['report']} {result['from']}..{result['to']} ({result['model']}, {result['currency']})",
+                  show_footer=True)
+    for col in columns:
+        numeric = col not in labels
+        table.add_column(col, footer=str(total.get(col, "")) if numeric else ("Total" if col == labels[0] else ""),
+                         justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in columns))
+    console.print(table)
+
+
+def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.kafka_partitions,
+                            settings.kafka_replication)
+        await run_kafka_sink(wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
+                             settings.sink_batch_rows, settings.sink_batch_seconds)
+
+    err.print(f"moneytrail sink: {settings.bus} -> {settings.warehouse_display}")
     try:
         asyncio.run(main())
     finally:

@@ -4,6 +4,7 @@ once, in the composition root; everything else receives what it needs as argumen
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,14 @@ class Settings(BaseSettings):
     @property
     def warehouse_url(self) -> str:
         return self.warehouse or f"chdb://{(self.data_dir / 'warehouse').resolve()}"
+
+    @property
+    def warehouse_display(self) -> str:
+        """The warehouse URL without its password, for logs."""
+        u = urlsplit(self.warehouse_url)
+        if u.password is None:
+            return self.warehouse_url
+        return urlunsplit(u._replace(netloc=u.netloc.replace(f":{u.password}@", ":***@")))
 
     @property
     def embedded(self) -> bool:

@@ -33,6 +33,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, rules: ChannelRules,
         topic_allow_declare=True,
         web_enabled=True,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",  # web_host only names the URL; web_bind is where it listens
         web_port=web_port,
         key_serializer="raw",
         value_serializer="raw",

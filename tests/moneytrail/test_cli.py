@@ -1,0 +1,65 @@
+"""The CLI as a user runs it: each command in its own process (chDB: one folder per process)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, base_env
+
+
+def _run(env, *args, ok=True):
+    out = subprocess.run([sys.executable, "-m", "moneytrail", *args], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    if ok:
+        assert out.returncode == 0, out.stderr + out.stdout
+    return out
+
+
+@pytest.fixture
+def env(tmp_path):
+    return base_env(tmp_path / "data")
+
+
+def test_migrate_applies_once(env):
+    assert "0001_init" in _run(env, "migrate").stdout
+    assert "up to date" in _run(env, "migrate").stdout
+
+
+def test_projects_create_list_rotate(env):
+    created = json.loads(_run(env, "projects", "create", "Almaty Furniture", "--origin", "https://mebel.kz", "--json").stdout)
+    assert created["project"] == "almaty-furniture"
+    assert created["write_key"].startswith("wk_") and created["read_token"].startswith("rt_")
+    dup = _run(env, "projects", "create", "Almaty Furniture", ok=False)
+    assert dup.returncode == 1 and "exists" in dup.stderr
+    listed = json.loads(_run(env, "projects", "list", "--json").stdout)
+    assert listed == [{"project": "almaty-furniture", "name": "Almaty Furniture", "origins": ["https://mebel.kz"]}]
+    assert created["write_key"] not in json.dumps(listed)
+    rotated = json.loads(_run(env, "projects", "rotate-key", "Almaty Furniture", "--json").stdout)
+    assert rotated["write_key"] != created["write_key"]
+    missing = _run(env, "projects", "rotate-key", "nope", ok=False)
+    assert missing.returncode == 1
+
+
+def test_report_needs_a_project_and_valid_dates(env):
+    none = _run(env, "report", "channels", ok=False)
+    assert none.returncode == 2 and "there are none yet" in none.stderr
+    _run(env, "projects", "create", "Shop")
+    bad = _run(env, "report", "channels", "--from", "2026-13-01", ok=False)
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    table = _run(env, "report", "channels", "--from", "2026-11-01", "--to", "2026-11-02").stdout
+    assert "visits" in table and "Total" in table
+    csv = _run(env, "report", "channels", "--format", "csv").stdout
+    assert csv.splitlines()[0] == "visits,visitors" and csv.splitlines()[-1].startswith("0,0")
+
+
+def test_every_command_has_help(env):
+    for cmd in (["serve"], ["worker"], ["sink"], ["migrate"], ["report"], ["projects", "create"],
+                ["projects", "list"], ["projects", "rotate-key"]):
+        assert "Usage" in _run(env, *cmd, "--help").stdout
+
+
+def test_worker_refuses_the_memory_bus(env):
+    out = _run(env, "worker", ok=False)
+    assert out.returncode == 2 and "kafka://" in out.stderr
