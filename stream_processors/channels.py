@@ -91,6 +91,7 @@ class Attribution:
     content: str = ""
     term: str = ""
     click_id_type: str = ""
+    click_id: str = ""  # the click id's value (the gclid itself): a new value is a new click
     channel: str = "Direct"
     referrer_host: str = ""
     unknown: tuple[str, ...] = field(default=())  # values not in the rules, for the quality report
@@ -133,6 +134,7 @@ def classify(
         if url_value and key not in tags:
             tags[key] = url_value
     click_id_type = next((cid for cid in rules.click_ids if query.get(cid)), "")
+    click_id = query[click_id_type].strip() if click_id_type else ""
     ref_host = _host(referrer)
     page_host = _host(page_url)
     unknown: list[str] = []
@@ -169,6 +171,7 @@ def classify(
         content=tags.get("content", "").strip(),
         term=tags.get("term", "").strip(),
         click_id_type=click_id_type,
+        click_id=click_id,
         channel=rules.channel_of(source, medium),
         referrer_host=ref_host,
         unknown=tuple(unknown),

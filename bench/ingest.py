@@ -1,0 +1,649 @@
+"""Ingest benchmark, all numbers from ONE run:
+
+1. Throughput of POST /collect on the real embedded server (`python -m moneytrail serve` as a
+   subprocess: collector + processors + chDB warehouse in one process), for single page events and
+   for 20-event batches: requests/s, events/s, share of non-200 answers, client-side latency.
+2. The ceiling: bench/raw_asgi.py (bare ASGI: read body, orjson.loads, 200 {"ok":true}) under the
+   same uvicorn options, same request bytes, same client. Ratio moneytrail/ceiling.
+3. Load generator: asyncio + uvloop, raw-socket HTTP/1.1 keep-alive client, C connections each
+   looping until the deadline (1 s warm-up, then S s measured); bounded in requests and time.
+   It runs in this process; the servers are subprocesses, so they never share a core's GIL.
+4. Latency from POST to row visible in the warehouse (embedded mode, in this process, own chDB
+   folder): N events at a steady rate, one poller reading `touches` every 5 ms.
+
+    uv run python bench/ingest.py [--seconds 5] [--connections 32]
+
+Optional: --profile-server out.txt|out.html (pyinstrument; `uv run --with pyinstrument ...`) or
+out.prof (cProfile) profiles the moneytrail server subprocess; --phases picks a subset.
+Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from array import array
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import uvloop
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+MAX_REQUESTS = 2_000_000  # hard cap per load phase, whatever the duration
+WARMUP_S = 1.0
+BATCH_SIZE = 20
+PLACEHOLDER = b"@@@@@@@@@@@@"  # 12 bytes, replaced per request by a unique fixed-width id
+ALL_PHASES = ("mt-single", "mt-batch", "raw-single", "raw-batch", "latency")
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONEYTRAIL_")}
+    env.update(extra)
+    return env
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """utime + stime of a process (all its threads), from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    return sorted_values[i]
+
+
+def machine_facts() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import httptools
+    import uvicorn
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "kernel": platform.release(),
+        "uvicorn": uvicorn.__version__,
+        "uvloop": uvloop.__version__,
+        "httptools": httptools.__version__,
+        "orjson": orjson.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------------- the bodies
+
+def _page(message_id: str, i: int) -> dict[str, Any]:
+    """A realistic tracker pageview (paid search landing), ~400 bytes of JSON."""
+    return {
+        "type": "page",
+        "messageId": message_id,
+        "anonymousId": f"visitor-{i:04d}",
+        "timestamp": "2026-01-15T10:00:00.000Z",
+        "context": {
+            "page": {
+                "url": "https://shop.kz/sofas?utm_source=google&utm_medium=cpc&utm_campaign=sofas&gclid=abc123",
+                "referrer": "https://www.google.com/",
+                "path": "/sofas",
+                "title": "Sofas | Shop",
+            },
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+            "locale": "ru-KZ",
+        },
+        "properties": {"path": "/sofas"},
+    }
+
+
+def single_body() -> bytes:
+    return orjson.dumps(_page("bench-" + PLACEHOLDER.decode(), 1))
+
+
+def batch_body(n: int = BATCH_SIZE) -> bytes:
+    return orjson.dumps({"batch": [_page(f"bench-{PLACEHOLDER.decode()}-{j:02d}", j) for j in range(n)]})
+
+
+def request_template(port: int, body: bytes, write_key: str) -> bytes:
+    """The whole request as bytes; PLACEHOLDER (fixed width) keeps Content-Length exact."""
+    head = (
+        f"POST /collect HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: moneytrail-bench/1\r\n"
+        f"Content-Type: application/json\r\nX-Write-Key: {write_key}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+# ----------------------------------------------------------------------------- the load client
+
+@dataclass
+class LoadResult:
+    label: str
+    events_per_request: int
+    seconds: float = 0.0  # measured window, as actually sampled
+    requests: int = 0  # completed inside the measured window
+    non200: int = 0  # inside the window
+    errors: int = 0  # connection / protocol errors, whole run
+    total_requests: int = 0  # whole run, warm-up included
+    total_non200: int = 0  # whole run
+    statuses: dict[int, int] = field(default_factory=dict)
+    sample_bad: str = ""
+    latencies_ms: list[float] = field(default_factory=list)
+    client_cpu: float = float("nan")  # share of one core used by this client during the window
+    server_cpu: float = float("nan")  # share of one core used by the server process
+    hit_cap: bool = False
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def eps(self) -> float:
+        return self.rps * self.events_per_request
+
+    @property
+    def non200_share(self) -> float:
+        return (self.non200 + self.errors) / max(1, self.requests + self.errors)
+
+
+class _Shared:
+    __slots__ = ("total", "window", "non200_window", "non200_total", "errors", "statuses", "sample_bad", "lat")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.window = 0
+        self.non200_window = 0
+        self.non200_total = 0
+        self.errors = 0
+        self.statuses: dict[int, int] = {}
+        self.sample_bad = ""
+        self.lat = array("d")
+
+
+async def _connection(cid: int, port: int, template: bytes, st: _Shared, w_start: float, w_end: float,
+                      cap: int) -> None:
+    perf = time.perf_counter
+    try:
+        reader, writer = await asyncio.open_connection(HOST, port)
+    except OSError as exc:
+        st.errors += 1
+        st.sample_bad = st.sample_bad or f"connect: {exc!r}"
+        return
+    n = 0
+    try:
+        while True:
+            t0 = perf()
+            if t0 >= w_end or st.total >= cap:
+                break
+            writer.write(template.replace(PLACEHOLDER, b"%03d%09d" % (cid, n)))
+            n += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            lower = head.lower()
+            i = lower.find(b"\r\ncontent-length:")
+            if i < 0:
+                raise RuntimeError(f"response without content-length: {head[:200]!r}")
+            j = lower.find(b"\r\n", i + 2)
+            length = int(lower[i + 17:j])
+            body = await reader.readexactly(length) if length else b""
+            t1 = perf()
+            st.total += 1
+            st.statuses[status] = st.statuses.get(status, 0) + 1
+            if status != 200:
+                st.non200_total += 1
+                if not st.sample_bad:
+                    st.sample_bad = f"{status}: {body[:300]!r}"
+            if w_start <= t0 and t1 <= w_end:
+                st.window += 1
+                st.lat.append((t1 - t0) * 1000.0)
+                if status != 200:
+                    st.non200_window += 1
+            if b"connection: close" in lower:
+                raise RuntimeError("server closed the keep-alive connection")
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, RuntimeError, ValueError) as exc:
+        st.errors += 1
+        st.sample_bad = st.sample_bad or f"connection {cid}: {exc!r}"
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
+
+
+async def _load(port: int, template: bytes, seconds: float, conns: int, server_pid: int | None,
+                cap: int) -> tuple[_Shared, float, float, float]:
+    perf = time.perf_counter
+    start = perf()
+    w_start = start + WARMUP_S
+    w_end = w_start + seconds
+    st = _Shared()
+    marks: dict[str, tuple[float, float, float]] = {}
+
+    async def sampler() -> None:  # CPU of client and server at the window's edges
+        for name, at in (("start", w_start), ("end", w_end)):
+            await asyncio.sleep(max(0.0, at - perf()))
+            marks[name] = (perf(), time.process_time(), cpu_seconds_of(server_pid) if server_pid else float("nan"))
+
+    tasks = [asyncio.create_task(_connection(c, port, template, st, w_start, w_end, cap)) for c in range(conns)]
+    tasks.append(asyncio.create_task(sampler()))
+    done, pending = await asyncio.wait(tasks, timeout=WARMUP_S + seconds + 15)  # hard time bound
+    for t in pending:
+        t.cancel()
+    if pending:
+        st.errors += len(pending)
+        st.sample_bad = st.sample_bad or f"{len(pending)} connection(s) did not finish in time"
+        await asyncio.gather(*pending, return_exceptions=True)
+    if "start" in marks and "end" in marks:
+        (a_t, a_c, a_s), (b_t, b_c, b_s) = marks["start"], marks["end"]
+        wall = b_t - a_t
+        return st, wall, (b_c - a_c) / wall, (b_s - a_s) / wall
+    return st, seconds, float("nan"), float("nan")
+
+
+def run_load(label: str, port: int, template: bytes, events_per_request: int, seconds: float, conns: int,
+             server_pid: int | None) -> LoadResult:
+    log(f"load {label}: {conns} connections, {WARMUP_S:.0f} s warm-up + {seconds:g} s, {len(template)} bytes/request")
+    st, wall, client_cpu, server_cpu = uvloop.run(_load(port, template, seconds, conns, server_pid, MAX_REQUESTS))
+    lat = sorted(st.lat)
+    res = LoadResult(label, events_per_request, seconds=wall, requests=st.window, non200=st.non200_window,
+                     errors=st.errors, total_requests=st.total, total_non200=st.non200_total,
+                     statuses=dict(st.statuses), sample_bad=st.sample_bad, latencies_ms=lat,
+                     client_cpu=client_cpu, server_cpu=server_cpu, hit_cap=st.total >= MAX_REQUESTS)
+    log(f"  {res.rps:,.0f} req/s, {res.eps:,.0f} ev/s, non-200 {res.non200_share:.4%}, "
+        f"client cpu {client_cpu:.0%}, server cpu {server_cpu:.0%}"
+        + (f", first problem: {res.sample_bad}" if res.sample_bad else ""))
+    return res
+
+
+# ------------------------------------------------------------------------------- the servers
+
+class ServerProc:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._fh = open(log_path, "wb")
+        self.p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def wait_ready(self, url: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.p.returncode}:\n{self.output()[-3000:]}")
+            try:
+                if httpx.get(url, timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready at {url} in {timeout}s:\n{self.output()[-3000:]}")
+
+    def stop(self, timeout: float = 30) -> int | None:
+        """SIGTERM to this process only (by pid), wait; SIGKILL only if it will not stop."""
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} did not stop in {timeout}s after SIGTERM; killing pid {self.p.pid}")
+                self.p.kill()
+                self.p.wait(10)
+        if not self._fh.closed:
+            self._fh.close()
+        return self.p.returncode
+
+
+def create_project(env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "moneytrail", "projects", "create", "Bench", "--json"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"projects create failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return orjson.loads(out.stdout.strip().splitlines()[-1])
+
+
+def serve_argv(profile: str | None) -> list[str]:
+    if not profile:
+        return [sys.executable, "-m", "moneytrail", "serve"]
+    if profile.endswith(".prof"):
+        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "moneytrail", "serve"]
+    renderer = "html" if profile.endswith(".html") else "text"
+    return [sys.executable, "-m", "pyinstrument", "-r", renderer, "-o", profile, "-m", "moneytrail", "serve"]
+
+
+def sanity_post(port: int, template: bytes) -> None:
+    """One request through httpx before timing anything: a refusal here means the benchmark is wrong."""
+    head, body = template.split(b"\r\n\r\n", 1)
+    headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n")[1:])
+    headers.pop("Content-Length", None)
+    headers.pop("Host", None)
+    r = httpx.post(f"http://{HOST}:{port}/collect", content=body.replace(PLACEHOLDER, b"sanity000000"),
+                   headers=headers, timeout=10)
+    if r.status_code != 200:
+        raise RuntimeError(f"sanity POST answered {r.status_code}: {r.text[:500]}")
+
+
+def throughput_moneytrail(tmp: Path, args: argparse.Namespace, phases: set[str]) -> dict[str, LoadResult]:
+    port = free_port()
+    env = clean_env(MONEYTRAIL_DATA_DIR=str(tmp / "serve-data"), MONEYTRAIL_PORT=str(port), MONEYTRAIL_HOST=HOST)
+    t = time.perf_counter()
+    creds = create_project(env)
+    log(f"project {creds['project']} created in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    server = ServerProc("moneytrail serve", serve_argv(args.profile_server), env, tmp / "serve.log")
+    results: dict[str, LoadResult] = {}
+    try:
+        server.wait_ready(f"http://{HOST}:{port}/readyz")
+        log(f"moneytrail serve ready in {time.perf_counter() - t:.1f} s (pid {server.p.pid}, port {port})")
+        single = request_template(port, single_body(), creds["write_key"])
+        batch = request_template(port, batch_body(), creds["write_key"])
+        sanity_post(port, single)
+        sanity_post(port, batch)
+        if "mt-single" in phases:
+            results["single"] = run_load("moneytrail single", port, single, 1, args.seconds, args.connections, server.p.pid)
+        if "mt-batch" in phases:
+            results["batch"] = run_load("moneytrail batch20", port, batch, BATCH_SIZE, args.seconds, args.connections, server.p.pid)
+    finally:
+        t = time.perf_counter()
+        code = server.stop()
+        log(f"moneytrail serve stopped (exit {code}) in {time.perf_counter() - t:.1f} s")
+        if code not in (0, None):
+            log(f"serve log tail:\n{server.output()[-2000:]}")
+    return results
+
+
+def throughput_ceiling(tmp: Path, args: argparse.Namespace, phases: set[str]) -> dict[str, LoadResult]:
+    port = free_port()
+    server = ServerProc("raw ASGI", [sys.executable, str(ROOT / "bench" / "raw_asgi.py"), "--port", str(port)],
+                        clean_env(), tmp / "raw.log")
+    results: dict[str, LoadResult] = {}
+    try:
+        server.wait_ready(f"http://{HOST}:{port}/")
+        log(f"raw ASGI ready (pid {server.p.pid}, port {port})")
+        single = request_template(port, single_body(), "wk_unused")
+        batch = request_template(port, batch_body(), "wk_unused")
+        if "raw-single" in phases:
+            results["single"] = run_load("ceiling single", port, single, 1, args.seconds, args.connections, server.p.pid)
+        if "raw-batch" in phases:
+            results["batch"] = run_load("ceiling batch20", port, batch, BATCH_SIZE, args.seconds, args.connections, server.p.pid)
+    finally:
+        server.stop()
+    return results
+
+
+# ------------------------------------------------------------------------------- latency phase
+
+@dataclass
+class LatencyResult:
+    sent: int
+    visible_ms: list[float]
+    ack_ms: list[float]
+    timeouts: int
+    non200: int
+    sink_batch_seconds: float
+    sink_batch_rows: int
+    polls: int
+    poll_query_ms: list[float]
+
+
+def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_event_timeout: float = 10.0) -> LatencyResult:
+    import uvicorn
+
+    from moneytrail import root
+
+    port = free_port()
+    settings = root.load_settings(data_dir=tmp / "latency-data", port=port, host=HOST)
+    if not settings.embedded or not settings.warehouse_url.startswith("chdb://"):
+        raise RuntimeError(f"latency phase needs embedded mode with chDB; settings say bus={settings.bus} "
+                           f"warehouse={settings.warehouse_url} (a .env in {Path.cwd()}?)")
+    t = time.perf_counter()
+    server = root.build_server(settings)
+    _project, creds = server.projects.create("Latency")
+    config = uvicorn.Config(server.app, host=HOST, port=port, log_level="warning", timeout_graceful_shutdown=10,
+                            loop="uvloop", http="httptools")
+    userver = uvicorn.Server(config)
+    thread = threading.Thread(target=userver.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not userver.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("in-process server did not start")
+        time.sleep(0.02)
+    log(f"in-process server ready in {time.perf_counter() - t:.1f} s; {n} events at {rate:g}/s, "
+        f"sink batch {settings.sink_batch_seconds} s / {settings.sink_batch_rows} rows")
+
+    run = uuid.uuid4().hex[:10]
+    lock = threading.Lock()
+    pending: dict[str, float] = {}  # id -> perf_counter just before its POST
+    visible: list[float] = []
+    acks: list[float] = []
+    state = {"timeouts": 0, "non200": 0, "sender_done": False, "error": ""}
+
+    def sender() -> None:
+        try:
+            with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=10,
+                              headers={"X-Write-Key": creds.write_key, "Content-Type": "application/json"}) as client:
+                t0 = time.perf_counter() + 0.1
+                for i in range(n):
+                    time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
+                    mid = f"lat-{run}-{i:05d}"
+                    body = orjson.dumps(_page(mid, i))
+                    started = time.perf_counter()
+                    with lock:
+                        pending[mid] = started
+                    r = client.post("/collect", content=body)
+                    acks.append((time.perf_counter() - started) * 1000)
+                    if r.status_code != 200:
+                        state["non200"] += 1
+                        with lock:
+                            pending.pop(mid, None)
+        except Exception as exc:  # reported, and the poller stops
+            state["error"] = repr(exc)
+        finally:
+            state["sender_done"] = True
+
+    send_thread = threading.Thread(target=sender, name="latency-sender", daemon=True)
+    send_thread.start()
+    wh = server.warehouse
+    polls = 0
+    query_ms: list[float] = []
+    hard_stop = time.perf_counter() + n / rate + per_event_timeout + 15
+    try:
+        while time.perf_counter() < hard_stop:
+            tick = time.perf_counter()
+            with lock:
+                ids = list(pending)
+            if not ids and state["sender_done"]:
+                break
+            if ids:
+                literal = "[" + ",".join("'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in ids) + "]"
+                q0 = time.perf_counter()
+                rows = wh.rows("SELECT DISTINCT touch_id FROM touches WHERE touch_id IN {ids:Array(String)}", {"ids": literal})
+                seen_at = time.perf_counter()
+                query_ms.append((seen_at - q0) * 1000)
+                polls += 1
+                with lock:
+                    for row in rows:
+                        started = pending.pop(row["touch_id"], None)
+                        if started is not None:
+                            visible.append((seen_at - started) * 1000)
+                    for mid, started in list(pending.items()):
+                        if seen_at - started > per_event_timeout:
+                            pending.pop(mid)
+                            state["timeouts"] += 1
+            time.sleep(max(0.0, tick + poll_s - time.perf_counter()))
+    finally:
+        send_thread.join(15)
+        userver.should_exit = True
+        thread.join(30)
+        if thread.is_alive():
+            log("in-process uvicorn did not stop in 30 s")
+    if state["error"]:
+        raise RuntimeError(f"latency sender failed: {state['error']}")
+    with lock:
+        state["timeouts"] += len(pending)
+    return LatencyResult(n, sorted(visible), sorted(acks), state["timeouts"], state["non200"],
+                         settings.sink_batch_seconds, settings.sink_batch_rows, polls, sorted(query_ms))
+
+
+# ----------------------------------------------------------------------------------- summary
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if x == x else "-"
+
+
+def summary(facts: dict[str, Any], args: argparse.Namespace, mt: dict[str, LoadResult], raw: dict[str, LoadResult],
+            lat: LatencyResult | None, elapsed: float) -> str:
+    out = ["", "=" * 100,
+           f"machine: nproc={facts['nproc']} (usable {facts['usable_cpus']}), {facts['cpu_model']}, "
+           f"Python {facts['python']} ({facts['implementation']}), kernel {facts['kernel']}",
+           f"stack: uvicorn {facts['uvicorn']}, uvloop {facts['uvloop']}, httptools {facts['httptools']}, "
+           f"orjson {facts['orjson']}; client: asyncio+uvloop raw sockets in the bench process",
+           "",
+           f"ingest (embedded, 1 uvicorn process, C={args.connections} connections, "
+           f"{WARMUP_S:.0f} s warm-up + {args.seconds:g} s measured)"]
+    header = (f"{'':8} {'server':10} {'req/s':>9} {'ev/s':>9} {'non-200':>8} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'srv cpu':>7} {'cli cpu':>7} | {'ceiling req/s':>13} | {'ratio':>5}")
+    out.append(header)
+    out.append("-" * len(header))
+    for kind in ("single", "batch"):
+        name = "single" if kind == "single" else f"batch{BATCH_SIZE}"
+        m, r = mt.get(kind), raw.get(kind)
+        for who, res in (("moneytrail", m), ("ceiling", r)):
+            if res is None:
+                continue
+            ceiling = _fmt(r.rps) if (who == "moneytrail" and r) else ""
+            ratio = f"{m.rps / r.rps:.2f}" if (who == "moneytrail" and r and m and r.rps) else ""
+            out.append(f"{name:8} {who:10} {_fmt(res.rps):>9} {_fmt(res.eps):>9} {res.non200_share:>8.2%} "
+                       f"{percentile(res.latencies_ms, 0.5):>7.2f} {percentile(res.latencies_ms, 0.99):>7.2f} "
+                       f"{res.server_cpu:>7.0%} {res.client_cpu:>7.0%} | {ceiling:>13} | {ratio:>5}")
+    problems = [f"{res.label}: {res.total_non200} non-200 and {res.errors} errors over the whole run "
+                f"(statuses {res.statuses}; first: {res.sample_bad})"
+                for res in [*mt.values(), *raw.values()] if res.total_non200 or res.errors]
+    capped = [res.label for res in [*mt.values(), *raw.values()] if res.hit_cap]
+    out.append("(p50/p99: client-side request latency under this load; srv/cli cpu: share of one core used by "
+               "the server process / the load client during the window)")
+    out.extend(f"!! {p}" for p in problems)
+    if capped:
+        out.append(f"!! hit the hard cap of {MAX_REQUESTS:,} requests: {', '.join(capped)}")
+    if lat is not None:
+        v = lat.visible_ms
+        out.append("")
+        out.append(f"POST->row visible in `touches` (embedded, in-process chDB, {lat.sent} events at "
+                   f"{args.latency_rate:g}/s, polled every 5 ms):")
+        out.append(f"  p50 {percentile(v, 0.5):.0f} ms, p90 {percentile(v, 0.9):.0f} ms, "
+                   f"p99 {percentile(v, 0.99):.0f} ms, max {max(v) if v else float('nan'):.0f} ms, "
+                   f"min {min(v) if v else float('nan'):.0f} ms; seen {len(v)}/{lat.sent}, timeouts {lat.timeouts}, "
+                   f"non-200 {lat.non200}")
+        out.append(f"  sink batch in force: {lat.sink_batch_seconds:g} s / {lat.sink_batch_rows} rows "
+                   f"(flusher checks every {lat.sink_batch_seconds / 4:g} s)")
+        out.append(f"  POST ack p50 {percentile(lat.ack_ms, 0.5):.2f} ms, p99 {percentile(lat.ack_ms, 0.99):.2f} ms; "
+                   f"{lat.polls} polls, poll query p50 {percentile(lat.poll_query_ms, 0.5):.2f} ms")
+    out.append("")
+    out.append(f"total bench time {elapsed:.1f} s")
+    out.append("=" * 100)
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="moneytrail ingest benchmark (throughput, ceiling, POST->row latency)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load phase (after 1 s warm-up)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    parser.add_argument("--latency-events", type=int, default=200)
+    parser.add_argument("--latency-rate", type=float, default=20.0, help="events per second in the latency phase")
+    parser.add_argument("--phases", default=",".join(ALL_PHASES), help=f"comma list of {', '.join(ALL_PHASES)}")
+    parser.add_argument("--profile-server", default=None, metavar="OUT",
+                        help="profile the moneytrail server: OUT.prof (cProfile) or OUT.txt/.html (pyinstrument)")
+    parser.add_argument("--json-out", default=None, metavar="PATH", help="also write the numbers as JSON")
+    args = parser.parse_args()
+    if not (0 < args.seconds <= 120 and 1 <= args.connections <= 1024 and 1 <= args.latency_events <= 10_000
+            and 0 < args.latency_rate <= 1000):
+        parser.error("out of range: 0<seconds<=120, 1<=connections<=1024, 1<=latency-events<=10000, 0<rate<=1000")
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if phases - set(ALL_PHASES):
+        parser.error(f"unknown phases {phases - set(ALL_PHASES)}")
+    if args.profile_server:
+        args.profile_server = str(Path(args.profile_server).resolve())
+
+    for k in [k for k in os.environ if k.startswith("MONEYTRAIL_")]:
+        del os.environ[k]  # the in-process latency server must see only what we pass
+    started = time.perf_counter()
+    facts = machine_facts()
+    tmp = Path(tempfile.mkdtemp(prefix="moneytrail-bench-"))
+    mt: dict[str, LoadResult] = {}
+    raw: dict[str, LoadResult] = {}
+    lat: LatencyResult | None = None
+    try:
+        if phases & {"mt-single", "mt-batch"}:
+            mt = throughput_moneytrail(tmp, args, phases)
+        if phases & {"raw-single", "raw-batch"}:
+            raw = throughput_ceiling(tmp, args, phases)
+        if "latency" in phases:
+            lat = latency_phase(tmp, args.latency_events, args.latency_rate)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(summary(facts, args, mt, raw, lat, time.perf_counter() - started), flush=True)
+    if args.json_out:
+        def res_json(r: LoadResult) -> dict[str, Any]:
+            return {"rps": r.rps, "eps": r.eps, "non200_share": r.non200_share, "requests": r.requests,
+                    "seconds": r.seconds, "errors": r.errors, "total_non200": r.total_non200,
+                    "p50_ms": percentile(r.latencies_ms, 0.5), "p99_ms": percentile(r.latencies_ms, 0.99),
+                    "server_cpu": r.server_cpu, "client_cpu": r.client_cpu}
+        data: dict[str, Any] = {"machine": facts, "connections": args.connections, "seconds": args.seconds,
+                                "moneytrail": {k: res_json(v) for k, v in mt.items()},
+                                "ceiling": {k: res_json(v) for k, v in raw.items()}}
+        if lat is not None:
+            data["latency_ms"] = {q: percentile(lat.visible_ms, p) for q, p in
+                                  (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))}
+            data["latency_ms"].update(timeouts=lat.timeouts, sink_batch_seconds=lat.sink_batch_seconds,
+                                      sink_batch_rows=lat.sink_batch_rows)
+        Path(args.json_out).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    bad = any(r.total_non200 or r.errors for r in [*mt.values(), *raw.values()]) or (lat is not None and lat.timeouts)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
