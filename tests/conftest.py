@@ -37,6 +37,10 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def kafka_port() -> int:
+    return KAFKA_PORT
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """A real Apache Kafka broker on 127.0.0.1 (started by deploy/local/kafka.sh if not up)."""
@@ -95,6 +99,19 @@ def base_env(data_dir: Path, **extra: str) -> dict[str, str]:
 
 
 _skipped: list[str] = []
+_evidence: list[str] = []
+
+
+def show(line: str) -> None:
+    """A line for the end of the run: what real parts did (which broker, which worker, timings)."""
+    _evidence.append(line)
+
+
+def pytest_terminal_summary(terminalreporter):  # noqa: ANN001
+    if _evidence:
+        terminalreporter.section("real parts")
+        for line in _evidence:
+            terminalreporter.write_line(line)
 
 
 def pytest_runtest_logreport(report):  # noqa: ANN001

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Proc, base_env, free_port, wait_http
+from tests.conftest import ROOT, kafka_port, Proc, base_env, free_port, show, wait_http
 
 pytestmark = pytest.mark.integration
 N = 1000
@@ -98,6 +98,18 @@ def _stored_counts(env: dict[str, str], project: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _chdb_version() -> str:
+    import chdb
+
+    return chdb.__version__
+
+
+def _broker_version() -> str:
+    log = Path(f"/tmp/moneytrail-kafka-{kafka_port()}/server.log")
+    found = [line for line in log.read_text(errors="replace").splitlines() if "Kafka version:" in line] if log.exists() else []
+    return "Kafka " + found[-1].split("Kafka version:")[-1].split()[0] if found else "Kafka version not logged"
+
+
 def _check_report(report: dict) -> None:
     assert {r["channel"]: r["visits"] for r in report["rows"]} == _expected_rows()
     assert report["total"] == {"visits": N, "visitors": 300}
@@ -120,7 +132,7 @@ def test_embedded_mode_1000_pageviews_land_exactly_once(tmp_path: Path) -> None:
                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert cli.returncode == 0, cli.stderr
         assert json.loads(cli.stdout)["total"]["visits"] == N
-        print(f"embedded: {N} pageviews visible in the report {waited:.2f}s after the last POST")
+        show(f"embedded mode (chDB {_chdb_version()}): {N} pageviews visible in the report {waited:.2f}s after the last POST")
     finally:
         assert server.stop() == 0, server.output()[-3000:]
     assert _stored_counts(env, creds["project"]) == {"touches": N, "touch_ids": N, "raw": N, "dead": 0}
@@ -145,11 +157,11 @@ def test_distributed_mode_1000_pageviews_land_exactly_once(tmp_path: Path, kafka
         report, waited = _wait_visits(base, creds["read_token"], N, timeout=30)
         _check_report(report)
         log = worker.output()
-        assert "Faust" in log or "faust" in log, log[-3000:]
-        print(f"distributed: {N} pageviews visible in the report {waited:.2f}s after the last POST")
+        assert "moneytrail worker: Faust app" in log and "[^Worker]: Ready" in log, log[-3000:]
+        show(f"distributed mode: Apache Kafka at {kafka_bootstrap} ({_broker_version()}), Faust worker pid {worker.p.pid} "
+             f"consuming test-{run}.raw.v1: {N} pageviews visible in the report {waited:.2f}s after the last POST")
     finally:
         worker_code = worker.stop()
         server_code = server.stop()
-    print(worker.output()[-1500:])
     assert server_code == 0, server.output()[-3000:]
     assert _stored_counts(env, creds["project"]) == {"touches": N, "touch_ids": N, "raw": N, "dead": 0}
