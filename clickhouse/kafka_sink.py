@@ -14,7 +14,7 @@ from aiokafka.errors import CommitFailedError
 
 from schemas import topics
 
-from .sink import ROW_OF_TOPIC, TABLE_OF_TOPIC, insert_with_retry
+from .sink import TABLE_OF_TOPIC, convert, insert_with_retry
 from .warehouse import Warehouse
 
 log = logging.getLogger("moneytrail.sink")
@@ -56,11 +56,11 @@ async def run_kafka_sink(
             offsets = {}
             for tp, msgs in batch.items():
                 name = by_kafka_name[tp.topic]
-                rows = [ROW_OF_TOPIC[name](m.value) for m in msgs]
+                rows, dead = convert(name, [m.value for m in msgs])
                 token = f"{tp.topic}-{tp.partition}-{msgs[0].offset}-{msgs[-1].offset}"
-                ok = await asyncio.to_thread(insert_with_retry, wh, TABLE_OF_TOPIC[name], rows, token, stop.is_set)
-                if not ok:
-                    return  # stopping: uncommitted records are re-read by the next sink
+                for table, part in ((TABLE_OF_TOPIC[name], rows), ("dead_letters", dead)):
+                    if part and not await asyncio.to_thread(insert_with_retry, wh, table, part, f"{token}-{table}", stop.is_set):
+                        return  # stopping: uncommitted records are re-read by the next sink
                 offsets[tp] = msgs[-1].offset + 1
             try:
                 await consumer.commit(offsets)

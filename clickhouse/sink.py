@@ -17,6 +17,7 @@ from typing import Any, Callable
 import orjson
 
 from schemas import topics
+from schemas.reasons import RejectReason
 
 from .warehouse import Warehouse, WarehouseError
 
@@ -55,6 +56,25 @@ ROW_OF_TOPIC: dict[str, Callable[[bytes], dict[str, Any]]] = {
     topics.TOUCHES: _touch_row,
     topics.DEAD_LETTERS: _dead_row,
 }
+
+
+def convert(topic: str, values: list[bytes]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows for the topic's table, and dead-letter rows for values that cannot become rows (never
+    dropped silently, never crashing the sink)."""
+    to_row = ROW_OF_TOPIC[topic]
+    rows, dead = [], []
+    for value in values:
+        try:
+            rows.append(to_row(value))
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            dead.append({"project": "", "reason": RejectReason.undecodable.value,
+                         "detail": f"sink could not read a {topic} record: {exc!r}"[:500],
+                         "payload": value.decode("utf-8", "replace")})
+    return rows, dead
+
+
+def row_id(row: dict[str, Any]) -> str:
+    return str(row.get("event_id") or row.get("touch_id") or hashlib.sha1(orjson.dumps(row)).hexdigest())
 
 
 def batch_token(table: str, ids: list[str]) -> str:
@@ -100,17 +120,17 @@ class BatchingSink:
         self.rows_written = 0
 
     async def put(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-        table = TABLE_OF_TOPIC[topic]
-        to_row = ROW_OF_TOPIC[topic]
-        pending = self._pending.setdefault(table, _Pending())
-        if not pending.rows:
-            pending.since = time.monotonic()
-        for _key, value in records:
-            row = to_row(value)
-            pending.rows.append(row)
-            pending.ids.append(row.get("event_id") or row.get("touch_id") or hashlib.sha1(value).hexdigest())
-        if len(pending.rows) >= self._max_rows:
-            self._wake.set()
+        rows, dead = convert(topic, [value for _key, value in records])
+        for table, new in ((TABLE_OF_TOPIC[topic], rows), (TABLE_OF_TOPIC[topics.DEAD_LETTERS], dead)):
+            if not new:
+                continue
+            pending = self._pending.setdefault(table, _Pending())
+            if not pending.rows:
+                pending.since = time.monotonic()
+            pending.rows.extend(new)
+            pending.ids.extend(row_id(r) for r in new)
+            if len(pending.rows) >= self._max_rows:
+                self._wake.set()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sink-flusher")

@@ -112,3 +112,15 @@ async def test_batching_sink_flushes_by_size_and_on_stop(chdb_wh):
 def test_an_empty_report_still_has_a_zero_total_row(chdb_wh):
     out = reports.run(chdb_wh, reports.ReportRequest("channels", "nobody", date(2026, 1, 1), date(2026, 1, 2)))
     assert out["rows"] == [] and out["total"] == {"visits": 0, "visitors": 0}
+
+
+async def test_a_record_the_sink_cannot_read_becomes_a_dead_letter_not_a_crash(chdb_wh):
+    import orjson
+
+    p = f"p{uuid.uuid4().hex[:8]}"
+    sink = BatchingSink(chdb_wh, max_rows=100, max_seconds=60)
+    await sink.put(topics.TOUCHES, [(b"", b"{broken"), (b"", orjson.dumps(_touch(p, "ok1")))])
+    await sink.stop()
+    assert chdb_wh.rows("SELECT count() AS c FROM touches WHERE project = {p:String}", {"p": p}) == [{"c": 1}]
+    dead = chdb_wh.rows("SELECT reason, payload FROM dead_letters WHERE payload = '{broken'")
+    assert dead == [{"reason": "undecodable", "payload": "{broken"}]
