@@ -23,7 +23,8 @@ from schemas import topics
 from schemas.project import Project, key_hash
 from schemas.reasons import RejectReason
 
-from .ingest import Refusal, decode_body, messages_of, parse
+from .ingest import IngestRules, Refusal, decode_body, messages_of, parse
+from .privacy import Hasher
 from .metrics import CollectorMetrics
 from .ports import CollectorConfig, ProjectDirectory, Publish, RunReport
 
@@ -99,8 +100,12 @@ def create_app(
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
 ) -> FastAPI:
+    if len(config.pii_key) < 16:
+        raise ValueError("the collector needs a PII key of at least 16 bytes to hash phones and emails")
     metrics = CollectorMetrics()
     state = {"ready": False}
+    rules = IngestRules(Hasher(config.pii_key), config.default_region, config.max_event_bytes,
+                        config.clock_skew_tolerance_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -150,7 +155,7 @@ def create_app(
             return _refuse(metrics, route, status, messages.reason, messages.detail)
         client_ip = request.client.host if request.client else None
         parsed = parse(messages, project.project_id, client_ip, request.headers.get("user-agent"),
-                       config.max_event_bytes, config.clock_skew_tolerance_s, len(body), forced_type)
+                       rules, len(body), forced_type)
         for refusal in parsed.refused:
             metrics.rejected.labels(route, refusal.reason.value).inc()
         if not parsed.envelopes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -13,6 +12,8 @@ from pydantic import ValidationError
 from schemas.envelope import SCHEMA_OF_WIRE_TYPE, Envelope, EventContext, new_event_id
 from schemas.reasons import RejectReason
 from schemas.wire import MESSAGE, MESSAGE_TYPES
+
+from .privacy import Hasher, anonymise_ip, extract_identity, without_pii
 
 _TYPE_OF_WIRE = {"page": "pageview", "track": "track", "identify": "identify", "alias": "alias"}
 MAX_DEPTH = 16
@@ -35,19 +36,6 @@ class Refusal:
 class Parsed:
     envelopes: list[Envelope] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
-
-
-def anonymise_ip(ip: str | None) -> str | None:
-    """Last octet of IPv4, last 80 bits of IPv6 zeroed."""
-    if not ip:
-        return None
-    try:
-        addr = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    if addr.version == 4:
-        return str(ipaddress.ip_network(f"{addr}/24", strict=False).network_address)
-    return str(ipaddress.ip_network(f"{addr}/48", strict=False).network_address)
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -104,13 +92,23 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
 
 
+@dataclass(frozen=True)
+class IngestRules:
+    """What the collector needs to turn messages into envelopes."""
+
+    hasher: Hasher
+    default_region: str = "KZ"
+    max_event_bytes: int = 32 * 1024
+    skew_tolerance_s: int = 3600
+
+
 def envelope_of(
     item: Any,
     project: str,
     received_at: datetime,
     client_ip: str | None,
     user_agent: str | None,
-    skew_tolerance_s: int,
+    rules: IngestRules,
     forced_type: str | None = None,
 ) -> Envelope | Refusal:
     if not isinstance(item, dict):
@@ -130,7 +128,7 @@ def envelope_of(
     sent_at = _utc(msg.sentAt) if msg.sentAt else None
     if sent_at is not None:  # the client's clock is off by (sent_at - received_at): undo it
         ts = ts + (received_at - sent_at)
-    if ts > received_at + timedelta(seconds=skew_tolerance_s):
+    if ts > received_at + timedelta(seconds=rules.skew_tolerance_s):
         flags.append("clock_skew")
         ts = received_at
 
@@ -139,6 +137,12 @@ def envelope_of(
     campaign = ctx.campaign.model_dump(exclude_none=True) if ctx.campaign else {}
     if wire_type == "page" and page is None:
         return Refusal(RejectReason.schema_violation, "context.page: a page message needs context.page.url")
+    ctx_traits = (msg.context.model_extra or {}).get("traits")  # analytics.js puts traits here on track
+    who = extract_identity(rules.hasher, project, rules.default_region, msg.traits, msg.properties,
+                           ctx_traits if isinstance(ctx_traits, dict) else {})
+    ids = dict(who.ids)
+    if msg.userId:
+        ids["user"] = msg.userId
     return Envelope(
         schema=SCHEMA_OF_WIRE_TYPE[wire_type],
         event_id=msg.messageId or new_event_id(),
@@ -161,8 +165,10 @@ def envelope_of(
             ip=anonymise_ip(ctx.ip or client_ip),
             locale=ctx.locale,
         ),
-        properties=msg.properties,
-        traits=msg.traits,
+        properties=without_pii(msg.properties),
+        traits=without_pii(msg.traits),
+        ids=ids,
+        masked=who.masked,
         flags=tuple(flags),
     )
 
@@ -172,15 +178,15 @@ def parse(
     project: str,
     client_ip: str | None,
     user_agent: str | None,
-    max_event_bytes: int,
-    skew_tolerance_s: int,
+    rules: IngestRules,
     body_size: int,
     forced_type: str | None = None,
 ) -> Parsed:
     received_at = datetime.now(timezone.utc)
+    max_event_bytes = rules.max_event_bytes
     out = Parsed()
     for i, item in enumerate(messages):
-        result = envelope_of(item, project, received_at, client_ip, user_agent, skew_tolerance_s, forced_type)
+        result = envelope_of(item, project, received_at, client_ip, user_agent, rules, forced_type)
         if isinstance(result, Refusal):
             out.refused.append(Refusal(result.reason, result.detail, i))
             continue

@@ -33,3 +33,5 @@ class CollectorConfig:
     max_batch_events: int = 500
     clock_skew_tolerance_s: int = 3600
     admin_token: str = ""  # local admin (CLI talking to a running server); empty disables
+    pii_key: bytes = b""  # HMAC key for phone/email/chat identifiers; required
+    default_region: str = "KZ"  # phones without a country code are read as this country's

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -39,6 +41,24 @@ def open_migrated_warehouse(settings: Settings) -> Warehouse:
     if ran:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in ran))
     return wh
+
+
+def pii_key(settings: Settings) -> bytes:
+    """The key that hashes phones and emails. Every collector of an installation must share it:
+    distributed mode requires MONEYTRAIL_PII_KEY; embedded mode keeps one in the data dir."""
+    if settings.pii_key:
+        if len(settings.pii_key) < 32:
+            raise ValueError("MONEYTRAIL_PII_KEY must be at least 32 characters")
+        return settings.pii_key.encode()
+    if not settings.embedded:
+        raise ValueError("distributed mode needs MONEYTRAIL_PII_KEY (the same on every collector)")
+    path = settings.data_dir / "pii.key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip().encode()
 
 
 def channel_rules(settings: Settings) -> ChannelRules:
@@ -89,6 +109,8 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         max_batch_events=settings.max_batch_events,
         clock_skew_tolerance_s=settings.clock_skew_tolerance_s,
         admin_token=admin_token,
+        pii_key=pii_key(settings),
+        default_region=settings.default_region,
     )
 
     async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:

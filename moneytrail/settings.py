@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_request_bytes: int = 500 * 1024
     max_batch_events: int = 500
     clock_skew_tolerance_s: int = 3600
+    pii_key: str = Field("", description="secret for keyed hashes of phones/emails (>= 32 chars); embedded mode makes one in the data dir")
+    default_region: str = Field("KZ", description="country of phone numbers written without a country code")
     log_level: str = "info"
 
     @field_validator("bus")

@@ -50,8 +50,12 @@ class Envelope(BaseModel):
     event: str | None = None  # track event name
     previous_id: str | None = None  # alias
     context: EventContext = Field(default_factory=EventContext)
-    properties: dict[str, Any] = Field(default_factory=dict)
-    traits: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict)  # free of personal data
+    traits: dict[str, Any] = Field(default_factory=dict)  # free of personal data
+    # identifiers the event carries, kind -> value (families.ID_KINDS); phone, email and chat are
+    # keyed hashes, never raw. masked: display forms ("+7701***4567") for people reading reports.
+    ids: dict[str, str] = Field(default_factory=dict)
+    masked: dict[str, str] = Field(default_factory=dict)
     flags: tuple[str, ...] = ()  # e.g. clock_skew
 
     def to_bytes(self) -> bytes:

@@ -57,7 +57,8 @@ def published():
 
 @pytest.fixture
 async def client(published):
-    app = create_app(CollectorConfig(max_request_bytes=4096, max_event_bytes=1024, admin_token="adm_x"),
+    app = create_app(CollectorConfig(max_request_bytes=4096, max_event_bytes=1024, admin_token="adm_x",
+                                     pii_key=b"test-key-test-key-test-key"),
                      FakeProjects(), published, _report)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c
@@ -178,3 +179,19 @@ async def test_metrics_count_accepted_and_refused_by_reason(client):
 async def test_a_bad_header_key_is_refused_before_the_body_is_parsed(client, published):
     r = await client.post("/collect", content=b"{not json", headers={"X-Write-Key": "wk_bad"})
     assert (r.status_code, r.json()["reason"]) == (401, "unknown_key")
+
+
+async def test_phone_and_email_are_hashed_and_never_published_raw(client, published):
+    await client.post("/v1/identify", json={"userId": "u1", "traits": {"phone": "+7 701 123 45 67",
+                                            "email": "Buyer@Example.com", "name": "Aigerim", "plan": "pro"}},
+                      auth=(WRITE, ""))
+    await client.post("/collect", json={"type": "track", "event": "Form Submitted", "anonymousId": "a1",
+                                        "properties": {"phone": "87011234567", "form_id": "callback"}},
+                      headers={"X-Write-Key": WRITE})
+    identify, form = published[0][1], published[1][1]
+    assert identify.ids["phone"] == form.ids["phone"] and identify.ids["user"] == "u1"
+    assert identify.traits == {"plan": "pro"} and form.properties == {"form_id": "callback"}
+    wire = b"".join(e.to_bytes() for _, e in published)
+    for raw in (b"7011234567", b"701 123", b"Buyer", b"buyer@", b"Aigerim"):
+        assert raw not in wire
+    assert identify.masked == {"phone": "+7701***4567", "email": "b***r@example.com"}

@@ -445,7 +445,7 @@ def test_credits_are_deterministic_and_independent_of_input_order(touches, value
 
 
 @settings(max_examples=150, deadline=None)
-@given(touches=touch_lists(min(30, 30)), value=values)
+@given(touches=touch_lists(), value=values)
 def test_time_decay_weights_never_increase_with_age(touches, value):
     rows = credit(_conv(value), touches, "time_decay")
     at = {t.touch_id: t.at for t in touches}

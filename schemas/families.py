@@ -1,0 +1,154 @@
+"""Event families: the typed `properties` of each envelope type, versioned (family/MAJOR-MINOR-PATCH).
+
+Identity-bearing values never live here: the collector moves them into the envelope's `ids`
+(keyed hashes for phones, emails and WhatsApp chats) and `masked` (display forms), so properties
+are free of personal data by construction.
+
+Money is Decimal (exact); JSON numbers from vendors are read through their shortest decimal repr.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FORM = "form/1-0-0"
+CALL = "call/1-0-0"
+MESSAGE = "message/1-0-0"
+DEAL = "deal/1-0-0"
+PAYMENT = "payment/1-0-0"
+OFFLINE = "offline_conversion/1-0-0"
+SPEND = "spend/1-0-0"
+
+# identifiers an envelope may carry in `ids` (closed set; the identity graph's node kinds)
+ID_KINDS = ("user", "phone", "email", "crm_contact", "deal", "lease", "chat", "ref", "promo", "order", "payment")
+HASHED_ID_KINDS = ("phone", "email", "chat")
+
+Money = Annotated[Decimal, Field(max_digits=20, decimal_places=6, allow_inf_nan=False)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+Short = Annotated[str, Field(max_length=512)]
+
+_strict = ConfigDict(extra="forbid", frozen=True)
+
+
+def _decimal_from_json(v: object) -> object:
+    """A JSON float (1500.5) becomes Decimal('1500.5'), not Decimal(1500.49999...)."""
+    return Decimal(repr(v)) if isinstance(v, float) else v
+
+
+class FormSubmitted(BaseModel):
+    """A site form sent (a lead). Identity fields (phone, email) are in the envelope's ids."""
+
+    model_config = _strict
+    form_id: Short | None = None
+    form_name: Short | None = None
+    fields: dict[Short, Short] = Field(default_factory=dict, max_length=64)  # non-identity fields
+
+
+class Call(BaseModel):
+    """A phone call, as a call-tracking service reports it."""
+
+    model_config = _strict
+    call_id: Short
+    vendor: Short
+    tracking_number: Short  # the number dialled (ours, E.164): matched to the session that leased it
+    started_at: datetime
+    duration_s: int | None = Field(None, ge=0)
+    talk_s: int | None = Field(None, ge=0)
+    answered: bool | None = None
+    unique: bool | None = None  # the vendor's "first call from this caller"
+    direction: Literal["in", "out"] = "in"
+    recording_url: Short | None = None
+    vendor_ids: dict[Short, Short] = Field(default_factory=dict)  # vendor session / GA / Metrica client ids
+    campaign: dict[Short, Short] = Field(default_factory=dict)  # utm_* the vendor attributed, if any
+
+
+class Message(BaseModel):
+    """A messenger message (WhatsApp, Telegram). The chat id (a phone for WhatsApp) is in ids."""
+
+    model_config = _strict
+    platform: Literal["whatsapp", "telegram"]
+    message_id: Short
+    direction: Literal["in", "out"] = "in"
+    ref_code: Short | None = None  # the tracker's code from the decorated link, if the text carries it
+    text_campaign: dict[Short, Short] = Field(default_factory=dict)  # "(utm_source=google)" written in the text
+    ad_referral: dict[Short, Short] = Field(default_factory=dict)  # click-to-WhatsApp ad: source_id, ctwa_clid...
+
+
+class DealChange(BaseModel):
+    """A CRM deal created or moved to a stage. stage_kind is what the funnel and sales count."""
+
+    model_config = _strict
+    crm: Short
+    deal_id: Short
+    stage: Short
+    stage_kind: Literal["lead", "open", "won", "lost"]
+    pipeline: Short | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
+    previous_stage: Short | None = None
+
+    _money = field_validator("amount", mode="before")(_decimal_from_json)
+
+
+class Payment(BaseModel):
+    """Money received or returned. amount is positive; kind says which way it went."""
+
+    model_config = _strict
+    provider: Short
+    payment_id: Short
+    kind: Literal["payment", "refund"]
+    amount: Annotated[Money, Field(ge=0)]
+    currency: Currency
+    status: Short = "succeeded"
+    order_id: Short | None = None
+    deal_id: Short | None = None
+    refund_of: Short | None = None
+
+    _money = field_validator("amount", mode="before")(_decimal_from_json)
+
+
+class OfflineConversion(BaseModel):
+    """A lead or sale recorded outside the site (a shop till, a promo code, an imported list)."""
+
+    model_config = _strict
+    conversion_id: Short
+    kind: Literal["lead", "sale"]
+    value: Money = Decimal(0)
+    currency: Currency | None = None
+    promo_code: Short | None = None
+
+    _money = field_validator("value", mode="before")(_decimal_from_json)
+
+
+class SpendRow(BaseModel):
+    """One day of ad (or other channel) spend."""
+
+    model_config = _strict
+    date: date
+    source: Short
+    medium: Short = ""
+    campaign: Short = ""
+    ad: Short = ""
+    keyword: Short = ""
+    cost: Annotated[Money, Field(ge=0)]
+    currency: Currency
+    clicks: int = Field(0, ge=0)
+    impressions: int = Field(0, ge=0)
+
+    _money = field_validator("cost", mode="before")(_decimal_from_json)
+
+
+FAMILY_OF_SCHEMA: dict[str, type[BaseModel]] = {
+    FORM: FormSubmitted,
+    CALL: Call,
+    MESSAGE: Message,
+    DEAL: DealChange,
+    PAYMENT: Payment,
+    OFFLINE: OfflineConversion,
+    SPEND: SpendRow,
+}
+TYPE_OF_SCHEMA = {s: s.split("/", 1)[0] for s in FAMILY_OF_SCHEMA}
