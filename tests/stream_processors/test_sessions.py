@@ -205,7 +205,7 @@ def test_a_redelivered_opening_hit_is_ignored():
 
 
 def test_bots_are_sessionized_and_marked():
-    state, touches = run([hit("b1", T0, IG_AD, is_bot=True), hit("b2", T0 + timedelta(minutes=1), is_bot=True)])
+    _, touches = run([hit("b1", T0, IG_AD, is_bot=True), hit("b2", T0 + timedelta(minutes=1), is_bot=True)])
     assert [(t.touch_id, t.is_bot, t.events) for t in touches] == [("b1", True, 1), ("b1", True, 2)]
     _, touches = run([hit("h1", T0, IG_AD)])
     assert touches[0].is_bot is False
@@ -267,6 +267,7 @@ ATTRIBUTIONS = [
     Attribution("google", "cpc", "sofas", click_id_type="gclid", click_id="g1", channel="Paid Search"),
     Attribution("google", "cpc", "sofas", click_id_type="gclid", click_id="g2", channel="Paid Search"),
     Attribution("google", "cpc", "beds", channel="Paid Search"),
+    Attribution("instagram", "cpc", "beds", channel="Paid Social"),
     Attribution("instagram", "cpc", "sofas", content="a", channel="Paid Social"),
     Attribution("instagram", "cpc", "sofas", content="b", channel="Paid Social"),  # content is not in the fingerprint
     Attribution("instagram", "social", "sofas", channel="Organic Social"),
@@ -274,7 +275,7 @@ ATTRIBUTIONS = [
 GAPS = st.one_of(
     st.sampled_from([timedelta(0), timedelta(minutes=10), timedelta(minutes=30),
                      timedelta(minutes=30, microseconds=1), timedelta(days=7)]),
-    st.integers(0, 3 * 3600).map(lambda s: timedelta(seconds=s)),
+    st.integers(0, 3 * 3600 * 10**6).map(lambda us: timedelta(microseconds=us)),
 )
 HITS = st.lists(
     st.tuples(GAPS, st.sampled_from(range(len(ATTRIBUTIONS))), st.sampled_from([None, "u1", "u2"]), st.booleans()),
