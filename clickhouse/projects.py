@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import orjson
 from datetime import datetime, timezone
 
 from schemas.project import Credentials, Project, key_hash, new_credentials, project_id_of
@@ -20,7 +23,7 @@ class UnknownProject(LookupError):
 
 
 _SELECT = (
-    "SELECT project_id, name, origins, write_key_hash, read_token_hash, webhook_secret_hash"
+    "SELECT project_id, name, origins, write_key_hash, read_token_hash, webhook_secret_hash, vendor_config"
     " FROM projects FINAL WHERE NOT deleted ORDER BY project_id"
 )
 
@@ -38,18 +41,20 @@ class ProjectStore:
         self._min_refresh_s = min_refresh_s
         self._by_write: dict[str, Project] = {}
         self._by_read: dict[str, Project] = {}
+        self._by_hook: dict[str, Project] = {}
         self._by_id: dict[str, Project] = {}
         self._loaded_at = 0.0
         self._refreshing: asyncio.Lock | None = None
 
     def reload(self) -> None:
-        by_write, by_read, by_id = {}, {}, {}
+        by_write, by_read, by_hook, by_id = {}, {}, {}, {}
         for r in self._wh.rows(_SELECT):
-            p = Project(r["project_id"], r["name"], tuple(r["origins"]))
+            p = Project(r["project_id"], r["name"], tuple(r["origins"]), orjson.loads(r["vendor_config"] or "{}"))
             by_write[r["write_key_hash"]] = p
             by_read[r["read_token_hash"]] = p
+            by_hook[r["webhook_secret_hash"]] = p
             by_id[p.project_id] = p
-        self._by_write, self._by_read, self._by_id = by_write, by_read, by_id
+        self._by_write, self._by_read, self._by_hook, self._by_id = by_write, by_read, by_hook, by_id
         self._loaded_at = time.monotonic()
 
     async def _refresh_if_stale(self) -> None:
@@ -61,21 +66,22 @@ class ProjectStore:
             if time.monotonic() - self._loaded_at >= self._min_refresh_s:
                 await asyncio.to_thread(self.reload)
 
-    async def by_write_key(self, key: str) -> Project | None:
-        h = key_hash(key)
-        found = self._by_write.get(h)
+    async def _find(self, index: str, secret: str) -> Project | None:
+        h = key_hash(secret)
+        found = getattr(self, index).get(h)
         if found is None:
             await self._refresh_if_stale()
-            found = self._by_write.get(h)
+            found = getattr(self, index).get(h)
         return found
 
+    async def by_write_key(self, key: str) -> Project | None:
+        return await self._find("_by_write", key)
+
     async def by_read_token(self, token: str) -> Project | None:
-        h = key_hash(token)
-        found = self._by_read.get(h)
-        if found is None:
-            await self._refresh_if_stale()
-            found = self._by_read.get(h)
-        return found
+        return await self._find("_by_read", token)
+
+    async def by_webhook_secret(self, secret: str) -> Project | None:
+        return await self._find("_by_hook", secret)
 
     def get(self, project_id: str) -> Project | None:
         if project_id not in self._by_id:
@@ -97,17 +103,33 @@ class ProjectStore:
 
     def rotate(self, project_id: str) -> Credentials:
         """New write key, read token and webhook secret; the old ones stop working at once."""
-        rows = self._wh.rows(
-            "SELECT name, origins, created_at FROM projects FINAL WHERE project_id = {p:String}",
-            {"p": project_id},
-        )
+        row = self._row(project_id)
+        creds = new_credentials()
+        row.update(write_key_hash=key_hash(creds.write_key), read_token_hash=key_hash(creds.read_token),
+                   webhook_secret_hash=key_hash(creds.webhook_secret))
+        self._put(row)
+        return creds
+
+    def configure(self, project_id: str, vendor: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Merge settings for one vendor (a value of None removes that setting); returns the
+        vendor's settings now in force."""
+        row = self._row(project_id)
+        config = orjson.loads(row["vendor_config"] or "{}")
+        merged = {**config.get(vendor, {}), **values}
+        config[vendor] = {k: v for k, v in merged.items() if v is not None}
+        row["vendor_config"] = orjson.dumps(config).decode()
+        self._put(row)
+        return config[vendor]
+
+    def _row(self, project_id: str) -> dict[str, Any]:
+        rows = self._wh.rows("SELECT * FROM projects FINAL WHERE project_id = {p:String}", {"p": project_id})
         if not rows:
             raise UnknownProject(project_id)
-        creds = new_credentials()
-        r = rows[0]
-        self._write(project_id, r["name"], tuple(r["origins"]), creds, created_at=r["created_at"])
+        return rows[0]
+
+    def _put(self, row: dict[str, Any]) -> None:
+        self._wh.insert("projects", [{**row, "updated_at": _now()}])
         self.reload()
-        return creds
 
     def _write(self, pid: str, name: str, origins: tuple[str, ...], creds: Credentials, created_at: str) -> None:
         self._wh.insert(
@@ -122,6 +144,7 @@ class ProjectStore:
                     "origins": list(origins),
                     "created_at": created_at,
                     "updated_at": _now(),
+                    "vendor_config": "{}",
                 }
             ],
         )

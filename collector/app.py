@@ -8,8 +8,10 @@ import base64
 import csv
 import io
 import logging
+import ipaddress
 import time
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import orjson
@@ -23,8 +25,10 @@ from schemas import topics
 from schemas.project import Project, key_hash
 from schemas.reasons import RejectReason
 
-from .ingest import IngestRules, Refusal, decode_body, messages_of, parse
+from .ingest import IngestRules, Refusal, decode_body, envelope_of_draft, messages_of, parse
 from .privacy import Hasher
+from .vendors.base import Refused, VendorRequest
+from .vendors.registry import VENDORS, mapper_of
 from .metrics import CollectorMetrics
 from .ports import CollectorConfig, ProjectDirectory, Publish, RunReport
 
@@ -82,6 +86,27 @@ def _body_write_key(data: Any) -> str | None:
     return None
 
 
+def client_ip(request: Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str | None:
+    """The caller's address: the socket peer, or, when the peer is a trusted proxy, the last
+    X-Forwarded-For hop that is not a trusted proxy (the first ones can be forged by the client)."""
+    peer = request.client.host if request.client else None
+    if not peer or not trusted or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in(ip: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in nets)
+
+
 def _bearer(request: Request) -> str | None:
     auth = request.headers.get("authorization", "")
     return auth[7:].strip() if auth[:7].lower() == "bearer " else None
@@ -106,6 +131,7 @@ def create_app(
     state = {"ready": False}
     rules = IngestRules(Hasher(config.pii_key), config.default_region, config.max_event_bytes,
                         config.clock_skew_tolerance_s)
+    trusted = tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -153,8 +179,7 @@ def create_app(
         if isinstance(messages, Refusal):
             status = 413 if messages.reason is RejectReason.too_large else 400
             return _refuse(metrics, route, status, messages.reason, messages.detail)
-        client_ip = request.client.host if request.client else None
-        parsed = parse(messages, project.project_id, client_ip, request.headers.get("user-agent"),
+        parsed = parse(messages, project.project_id, client_ip(request, trusted), request.headers.get("user-agent"),
                        rules, len(body), forced_type)
         for refusal in parsed.refused:
             metrics.rejected.labels(route, refusal.reason.value).inc()
@@ -186,6 +211,50 @@ def create_app(
             return await ingest(request, f"v1_{forced or 'batch'}", forced)
         return endpoint
 
+    async def webhook(request: Request) -> Response:
+        vendor = request.path_params["vendor"]
+        route = f"webhook_{vendor}" if vendor in VENDORS else "webhook_unknown"
+        mapper = mapper_of(vendor)
+        if mapper is None:
+            return _refuse(metrics, route, 404, RejectReason.unknown_type,
+                           f"no webhook for {vendor!r}; vendors: {', '.join(VENDORS)}")
+        project = await projects.by_webhook_secret(request.path_params["project_key"])
+        if project is None:
+            return _refuse(metrics, route, 401, RejectReason.unknown_key, "unknown project key in the webhook URL")
+        try:
+            body = await _read_body(request, config.max_request_bytes)
+        except _TooLarge:
+            return _refuse(metrics, route, 413, RejectReason.too_large, f"request body over {config.max_request_bytes} bytes")
+        received_at = datetime.now(timezone.utc)
+        vreq = VendorRequest(vendor=vendor, project=project, method=request.method,
+                             headers={k.lower(): v for k, v in request.headers.items()},
+                             query=dict(request.query_params), body=body, client_ip=client_ip(request, trusted),
+                             received_at=received_at, config=project.vendor_config.get(vendor, {}))
+        try:
+            result = mapper(vreq)
+        except Exception:  # a mapper bug must answer, not crash; it is counted and logged without the body
+            log.exception("vendor mapper %s failed", vendor)
+            return _refuse(metrics, route, 400, RejectReason.schema_violation, f"{vendor}: the request could not be read")
+        if isinstance(result, Refused):
+            return _refuse(metrics, route, result.status, result.reason, result.detail)
+        envelopes = []
+        for draft in result.drafts:
+            env = envelope_of_draft(draft, project.project_id, received_at, rules)
+            if isinstance(env, Refusal):
+                return _refuse(metrics, route, 400, env.reason, env.detail)
+            envelopes.append(env)
+        if envelopes:
+            try:
+                await publish(topics.RAW, [(e.key, e.to_bytes()) for e in envelopes])
+            except Exception as exc:  # not durable: the vendor retries (most do; Bitrix24 does not)
+                log.warning("publish failed: %s", exc)
+                metrics.rejected.labels(route, "unavailable").inc(len(envelopes))
+                return _json({"ok": False, "reason": "unavailable", "detail": "could not be stored; retry later"},
+                             503, {"Retry-After": "5"})
+            metrics.accepted.labels(route).inc(len(envelopes))
+        return Response(result.reply.body, status_code=result.reply.status, media_type=result.reply.content_type)
+
+    app.add_route("/webhooks/{vendor}/{project_key}", webhook, methods=["GET", "POST"], include_in_schema=False)
     app.add_route("/collect", collect, methods=["POST"], include_in_schema=False)
     app.add_route("/v1/batch", segment_route(None), methods=["POST"], include_in_schema=False)
     for kind in ("track", "page", "identify", "alias"):

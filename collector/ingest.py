@@ -10,12 +10,15 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.envelope import SCHEMA_OF_WIRE_TYPE, Envelope, EventContext, new_event_id
+from schemas.families import HASHED_ID_KINDS, ID_KINDS, TYPE_OF_SCHEMA
 from schemas.reasons import RejectReason
 from schemas.wire import MESSAGE, MESSAGE_TYPES
 
 from .privacy import Hasher, anonymise_ip, extract_identity, without_pii
+from .vendors.base import Draft
 
 _TYPE_OF_WIRE = {"page": "pageview", "track": "track", "identify": "identify", "alias": "alias"}
+_TYPE_OF_SCHEMA_CORE = {schema: _TYPE_OF_WIRE[wire] for wire, schema in SCHEMA_OF_WIRE_TYPE.items()}
 MAX_DEPTH = 16
 
 
@@ -197,3 +200,47 @@ def parse(
                 continue
         out.envelopes.append(result)
     return out
+
+
+def envelope_of_draft(draft: Draft, project: str, received_at: datetime, rules: IngestRules) -> Envelope | Refusal:
+    """A vendor mapper's draft as an envelope: identity normalised and hashed, PII kept out."""
+    ids: dict[str, str] = {}
+    masked: dict[str, str] = {}
+    raw = dict(draft.identity)
+    who = extract_identity(rules.hasher, project, rules.default_region,
+                           {k: v for k, v in raw.items() if k in ("phone", "email")})
+    ids.update(who.ids)
+    masked.update(who.masked)
+    for kind, value in raw.items():
+        if kind in ("phone", "email") or not value:
+            continue
+        if kind not in ID_KINDS:
+            return Refusal(RejectReason.schema_violation, f"unknown identifier kind {kind!r}")
+        ids[kind] = rules.hasher(project, kind, str(value)) if kind in HASHED_ID_KINDS else str(value)[:256]
+    if draft.user_id:
+        ids.setdefault("user", draft.user_id)
+    props = draft.properties.model_dump(mode="json") if draft.properties is not None else {}
+    ts = draft.timestamp.astimezone(timezone.utc) if draft.timestamp.tzinfo else draft.timestamp.replace(tzinfo=timezone.utc)
+    flags: list[str] = []
+    if ts > received_at + timedelta(seconds=rules.skew_tolerance_s):
+        flags.append("clock_skew")
+        ts = received_at
+    kind = TYPE_OF_SCHEMA.get(draft.schema) or _TYPE_OF_SCHEMA_CORE.get(draft.schema)
+    if kind is None:
+        return Refusal(RejectReason.unknown_type, f"no event family {draft.schema!r}")
+    return Envelope(
+        schema=draft.schema,
+        event_id=draft.event_id[:256],
+        type=kind,
+        project=project,
+        anonymous_id=draft.anonymous_id,
+        user_id=draft.user_id,
+        timestamp=ts,
+        received_at=received_at,
+        event=draft.event,
+        context=EventContext(page_url=draft.page_url, campaign=dict(draft.campaign)),
+        properties=without_pii(props),
+        ids=ids,
+        masked=masked,
+        flags=tuple(flags),
+    )

@@ -111,6 +111,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         admin_token=admin_token,
         pii_key=pii_key(settings),
         default_region=settings.default_region,
+        trusted_proxies=settings.trusted_proxies,
     )
 
     async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:

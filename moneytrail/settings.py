@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     clock_skew_tolerance_s: int = 3600
     pii_key: str = Field("", description="secret for keyed hashes of phones/emails (>= 32 chars); embedded mode makes one in the data dir")
     default_region: str = Field("KZ", description="country of phone numbers written without a country code")
+    trusted_proxies: tuple[str, ...] = Field((), description="CIDRs of load balancers whose X-Forwarded-For is believed")
     log_level: str = "info"
 
     @field_validator("bus")

@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -15,6 +16,8 @@ class Project:
     project_id: str
     name: str
     origins: tuple[str, ...] = field(default=())
+    # vendor -> its settings for this project (secrets, account ids, field mappings)
+    vendor_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,16 @@ async def test_a_record_the_sink_cannot_read_becomes_a_dead_letter_not_a_crash(c
     assert chdb_wh.rows("SELECT count() AS c FROM touches WHERE project = {p:String}", {"p": p}) == [{"c": 1}]
     dead = chdb_wh.rows("SELECT reason, payload FROM dead_letters WHERE payload = '{broken'")
     assert dead == [{"reason": "undecodable", "payload": "{broken"}]
+
+
+def test_vendor_settings_are_merged_per_vendor_and_survive_key_rotation(chdb_wh):
+    store = ProjectStore(chdb_wh, min_refresh_s=0)
+    project, creds = store.create(f"Hooks {uuid.uuid4().hex[:6]}")
+    assert asyncio.run(store.by_webhook_secret(creds.webhook_secret)) == project
+    store.configure(project.project_id, "stripe", {"signing_secret": "whsec_a"})
+    store.configure(project.project_id, "amocrm", {"account_id": "29"})
+    assert store.configure(project.project_id, "stripe", {"old": "x", "signing_secret": None}) == {"old": "x"}
+    new = store.rotate(project.project_id)
+    found = asyncio.run(store.by_webhook_secret(new.webhook_secret))
+    assert found.vendor_config == {"stripe": {"old": "x"}, "amocrm": {"account_id": "29"}}
+    assert asyncio.run(store.by_webhook_secret(creds.webhook_secret)) is None

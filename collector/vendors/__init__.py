@@ -1,0 +1,1 @@
+"""One module per vendor: its webhook format mapped to event families (see base.py)."""

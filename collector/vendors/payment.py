@@ -1,0 +1,90 @@
+"""Generic payment webhook (our own JSON), for payment systems we have no mapper for yet and for a
+shop's own backend. Signed: X-Moneytrail-Signature: sha256=<hex HMAC-SHA256 of the raw body> with
+the secret configured by `moneytrail projects configure <project> payment secret=<...>`.
+
+Body: one payment or {"payments": [...]}:
+  {"payment_id": "ord-1001-pay", "kind": "payment" | "refund", "amount": "15000.00",
+   "currency": "KZT", "paid_at": "2026-11-20T10:00:00+05:00", "order_id": "1001", "deal_id": "...",
+   "refund_of": "...", "status": "succeeded",
+   "customer": {"phone": "...", "email": "...", "crm_contact_id": "...", "user_id": "...",
+                "anonymous_id": "..."}, "promo_code": "..."}
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.families import PAYMENT, Payment
+from schemas.reasons import RejectReason
+
+from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
+from .signing import matches_hex
+
+HEADER = "x-moneytrail-signature"
+
+
+def map_request(req: VendorRequest) -> VendorResult:
+    secret = req.config.get("secret")
+    if not secret:
+        return not_configured("payment", "the signing secret")
+    if not matches_hex(secret, req.body, req.header(HEADER), prefix="sha256="):
+        return Refused(RejectReason.bad_signature, f"{HEADER} does not match sha256=HMAC(secret, body)", 401)
+    try:
+        data = orjson.loads(req.body)
+    except orjson.JSONDecodeError as exc:
+        return Refused(RejectReason.invalid_json, f"body is not JSON: {exc}")
+    items = data.get("payments") if isinstance(data, dict) and "payments" in data else [data]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return Refused(RejectReason.schema_violation, "body must be a payment object or {\"payments\": [...]}")
+    drafts = []
+    for n, item in enumerate(items):
+        draft = _draft(item, req)
+        if isinstance(draft, Refused):
+            return Refused(draft.reason, f"payments[{n}]: {draft.detail}", draft.status)
+        drafts.append(draft)
+    return Accepted(tuple(drafts))
+
+
+def _draft(item: dict[str, Any], req: VendorRequest) -> Draft | Refused:
+    customer = item.get("customer") if isinstance(item.get("customer"), dict) else {}
+    try:
+        payment = Payment(
+            provider=str(item.get("provider") or "generic"),
+            payment_id=str(item.get("payment_id") or ""),
+            kind=item.get("kind", "payment"),
+            amount=item.get("amount"),
+            currency=str(item.get("currency", "")).upper(),
+            status=str(item.get("status") or "succeeded"),
+            order_id=_opt(item.get("order_id")),
+            deal_id=_opt(item.get("deal_id")),
+            refund_of=_opt(item.get("refund_of")),
+        )
+        paid_at = datetime.fromisoformat(item["paid_at"]) if item.get("paid_at") else req.received_at
+    except (ValidationError, ValueError, TypeError) as exc:
+        return Refused(RejectReason.schema_violation, _why(exc))
+    if not payment.payment_id:
+        return Refused(RejectReason.schema_violation, "payment_id is required")
+    identity = {"payment": payment.payment_id}
+    for kind, key in (("phone", "phone"), ("email", "email"), ("crm_contact", "crm_contact_id"),
+                      ("order", "order_id"), ("deal", "deal_id"), ("promo", "promo_code")):
+        value = customer.get(key) if key in customer else item.get(key)
+        if value:
+            identity[kind] = str(value)
+    return Draft(schema=PAYMENT, event_id=f"payment:{payment.kind}:{payment.payment_id}", timestamp=paid_at,
+                 properties=payment, identity=identity, anonymous_id=_opt(customer.get("anonymous_id")),
+                 user_id=_opt(customer.get("user_id")))
+
+
+def _opt(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return str(exc)

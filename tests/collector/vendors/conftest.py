@@ -1,0 +1,38 @@
+"""Helpers for vendor mapper tests: saved real-format payloads and VendorRequests built from them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from collector.vendors.base import VendorRequest
+from schemas.project import Project
+
+FORMATS = Path(__file__).resolve().parents[4] / "shared" / "vendor-formats"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def fixture_bytes(name: str) -> bytes:
+    """A saved payload: ours (tests/collector/vendors/fixtures) or the shared vendor-formats folder."""
+    for folder in (FIXTURES, FORMATS):
+        if (folder / name).exists():
+            return (folder / name).read_bytes()
+    raise FileNotFoundError(f"no fixture {name} in {FIXTURES} or {FORMATS}")
+
+
+def vendor_request(vendor: str, body: bytes = b"", headers: dict[str, str] | None = None, config: dict | None = None,
+                   method: str = "POST", query: dict[str, str] | None = None, client_ip: str | None = "127.0.0.1",
+                   received_at: datetime = NOW) -> VendorRequest:
+    return VendorRequest(vendor=vendor, project=Project("shop", "Shop"), method=method,
+                         headers={k.lower(): v for k, v in (headers or {}).items()}, query=query or {},
+                         body=body, client_ip=client_ip, received_at=received_at, config=config or {})
+
+
+@pytest.fixture
+def formats_dir() -> Path:
+    if not FORMATS.exists():
+        pytest.fail(f"shared vendor formats missing at {FORMATS}")
+    return FORMATS
