@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import shutil
@@ -73,6 +74,26 @@ def cpu_seconds_of(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float, float]:
+    """(busy, irq+softirq, steal) CPU seconds of the whole machine so far, all cores, from /proc/stat.
+    Loopback TCP work done in softirq context is not charged to any process."""
+    with open("/proc/stat", "rb") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    tck = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / tck, (irq + softirq) / tck, steal / tck
+
+
+def main_thread_cpu_of(pid: int) -> float:
+    """CPU seconds of a process's main thread (the event loop thread of a uvicorn server)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
     except OSError:
         return float("nan")
@@ -168,11 +189,21 @@ class LoadResult:
     latencies_ms: list[float] = field(default_factory=list)
     client_cpu: float = float("nan")  # share of one core used by this client during the window
     server_cpu: float = float("nan")  # share of one core used by the server process
+    server_loop_cpu: float = float("nan")  # ... by its main (event loop) thread alone
+    machine_busy: float = float("nan")  # cores busy on the whole machine (all processes)
+    other_cpu: float = float("nan")  # cores used by other processes (not client, server, irq/softirq)
+    irq: float = float("nan")  # cores in irq/softirq (loopback TCP), charged to no process
+    steal: float = float("nan")  # cores stolen by the hypervisor
     hit_cap: bool = False
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def per_cpu(self) -> float:
+        """Requests per CPU-second of the server process: robust to other work on the machine."""
+        return self.rps / self.server_cpu if self.server_cpu > 0 else float("nan")
 
     @property
     def eps(self) -> float:
@@ -184,7 +215,7 @@ class LoadResult:
 
 
 class _Shared:
-    __slots__ = ("total", "window", "non200_window", "non200_total", "errors", "statuses", "sample_bad", "lat")
+    __slots__ = ("errors", "lat", "non200_total", "non200_window", "sample_bad", "statuses", "total", "window")
 
     def __init__(self) -> None:
         self.total = 0
@@ -249,22 +280,24 @@ async def _connection(cid: int, port: int, template: bytes, st: _Shared, w_start
 
 
 async def _load(port: int, template: bytes, seconds: float, conns: int, server_pid: int | None,
-                cap: int) -> tuple[_Shared, float, float, float]:
+                cap: int) -> tuple[_Shared, dict[str, float]]:
     perf = time.perf_counter
     start = perf()
     w_start = start + WARMUP_S
     w_end = w_start + seconds
     st = _Shared()
-    marks: dict[str, tuple[float, float, float]] = {}
+    marks: dict[str, tuple[float, ...]] = {}
 
     async def sampler() -> None:  # CPU of client and server at the window's edges
         for name, at in (("start", w_start), ("end", w_end)):
             await asyncio.sleep(max(0.0, at - perf()))
-            marks[name] = (perf(), time.process_time(), cpu_seconds_of(server_pid) if server_pid else float("nan"))
+            busy, irq, steal = machine_cpu()
+            marks[name] = (perf(), time.process_time(), cpu_seconds_of(server_pid) if server_pid else float("nan"),
+                           main_thread_cpu_of(server_pid) if server_pid else float("nan"), busy, irq, steal)
 
     tasks = [asyncio.create_task(_connection(c, port, template, st, w_start, w_end, cap)) for c in range(conns)]
     tasks.append(asyncio.create_task(sampler()))
-    done, pending = await asyncio.wait(tasks, timeout=WARMUP_S + seconds + 15)  # hard time bound
+    _done, pending = await asyncio.wait(tasks, timeout=WARMUP_S + seconds + 15)  # hard time bound
     for t in pending:
         t.cancel()
     if pending:
@@ -272,23 +305,30 @@ async def _load(port: int, template: bytes, seconds: float, conns: int, server_p
         st.sample_bad = st.sample_bad or f"{len(pending)} connection(s) did not finish in time"
         await asyncio.gather(*pending, return_exceptions=True)
     if "start" in marks and "end" in marks:
-        (a_t, a_c, a_s), (b_t, b_c, b_s) = marks["start"], marks["end"]
-        wall = b_t - a_t
-        return st, wall, (b_c - a_c) / wall, (b_s - a_s) / wall
-    return st, seconds, float("nan"), float("nan")
+        a, b = marks["start"], marks["end"]
+        wall = b[0] - a[0]
+        d = [(y - x) / wall for x, y in zip(a[1:], b[1:])]
+        return st, {"wall": wall, "client_cpu": d[0], "server_cpu": d[1], "server_loop_cpu": d[2],
+                    "machine_busy": d[3], "irq": d[4], "steal": d[5], "other_cpu": d[3] - d[4] - d[0] - d[1]}
+    return st, {"wall": seconds}
 
 
 def run_load(label: str, port: int, template: bytes, events_per_request: int, seconds: float, conns: int,
              server_pid: int | None) -> LoadResult:
     log(f"load {label}: {conns} connections, {WARMUP_S:.0f} s warm-up + {seconds:g} s, {len(template)} bytes/request")
-    st, wall, client_cpu, server_cpu = uvloop.run(_load(port, template, seconds, conns, server_pid, MAX_REQUESTS))
-    lat = sorted(st.lat)
-    res = LoadResult(label, events_per_request, seconds=wall, requests=st.window, non200=st.non200_window,
+    st, cpu = uvloop.run(_load(port, template, seconds, conns, server_pid, MAX_REQUESTS))
+    nan = float("nan")
+    res = LoadResult(label, events_per_request, seconds=cpu["wall"], requests=st.window, non200=st.non200_window,
                      errors=st.errors, total_requests=st.total, total_non200=st.non200_total,
-                     statuses=dict(st.statuses), sample_bad=st.sample_bad, latencies_ms=lat,
-                     client_cpu=client_cpu, server_cpu=server_cpu, hit_cap=st.total >= MAX_REQUESTS)
+                     statuses=dict(st.statuses), sample_bad=st.sample_bad, latencies_ms=sorted(st.lat),
+                     client_cpu=cpu.get("client_cpu", nan), server_cpu=cpu.get("server_cpu", nan),
+                     server_loop_cpu=cpu.get("server_loop_cpu", nan), machine_busy=cpu.get("machine_busy", nan),
+                     other_cpu=cpu.get("other_cpu", nan), irq=cpu.get("irq", nan), steal=cpu.get("steal", nan),
+                     hit_cap=st.total >= MAX_REQUESTS)
     log(f"  {res.rps:,.0f} req/s, {res.eps:,.0f} ev/s, non-200 {res.non200_share:.4%}, "
-        f"client cpu {client_cpu:.0%}, server cpu {server_cpu:.0%}"
+        f"cpu (cores): client {res.client_cpu:.2f}, server {res.server_cpu:.2f} (loop thread {res.server_loop_cpu:.2f}), "
+        f"softirq {res.irq:.2f}, other processes {res.other_cpu:.2f}, machine {res.machine_busy:.2f}/{os.cpu_count()}, "
+        f"steal {res.steal:.2f}"
         + (f", first problem: {res.sample_bad}" if res.sample_bad else ""))
     return res
 
@@ -298,6 +338,7 @@ def run_load(label: str, port: int, template: bytes, events_per_request: int, se
 class ServerProc:
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.name = name
+        self.port = 0
         self.log_path = log_path
         self._fh = open(log_path, "wb")
         self.p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT,
@@ -366,52 +407,88 @@ def sanity_post(port: int, template: bytes) -> None:
         raise RuntimeError(f"sanity POST answered {r.status_code}: {r.text[:500]}")
 
 
-def throughput_moneytrail(tmp: Path, args: argparse.Namespace, phases: set[str]) -> dict[str, LoadResult]:
+@dataclass
+class Target:
+    """A server under load and the request bytes to send it."""
+
+    who: str  # "moneytrail" | "ceiling"
+    proc: ServerProc
+    templates: dict[str, bytes]  # "single" | "batch" -> request bytes
+
+
+def start_moneytrail(tmp: Path, args: argparse.Namespace) -> Target:
     port = free_port()
     env = clean_env(MONEYTRAIL_DATA_DIR=str(tmp / "serve-data"), MONEYTRAIL_PORT=str(port), MONEYTRAIL_HOST=HOST)
     t = time.perf_counter()
     creds = create_project(env)
     log(f"project {creds['project']} created in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    server = ServerProc("moneytrail serve", serve_argv(args.profile_server), env, tmp / "serve.log")
-    results: dict[str, LoadResult] = {}
-    try:
-        server.wait_ready(f"http://{HOST}:{port}/readyz")
-        log(f"moneytrail serve ready in {time.perf_counter() - t:.1f} s (pid {server.p.pid}, port {port})")
-        single = request_template(port, single_body(), creds["write_key"])
-        batch = request_template(port, batch_body(), creds["write_key"])
-        sanity_post(port, single)
-        sanity_post(port, batch)
-        if "mt-single" in phases:
-            results["single"] = run_load("moneytrail single", port, single, 1, args.seconds, args.connections, server.p.pid)
-        if "mt-batch" in phases:
-            results["batch"] = run_load("moneytrail batch20", port, batch, BATCH_SIZE, args.seconds, args.connections, server.p.pid)
-    finally:
-        t = time.perf_counter()
-        code = server.stop()
-        log(f"moneytrail serve stopped (exit {code}) in {time.perf_counter() - t:.1f} s")
-        if code not in (0, None):
-            log(f"serve log tail:\n{server.output()[-2000:]}")
-    return results
+    proc = ServerProc("moneytrail serve", serve_argv(args.profile_server), env, tmp / "serve.log")
+    target = Target("moneytrail", proc, {"single": request_template(port, single_body(), creds["write_key"]),
+                                         "batch": request_template(port, batch_body(), creds["write_key"])})
+    proc.wait_ready(f"http://{HOST}:{port}/readyz")
+    log(f"moneytrail serve ready in {time.perf_counter() - t:.1f} s (pid {proc.p.pid}, port {port})")
+    for template in target.templates.values():
+        sanity_post(port, template)
+    proc.port = port
+    return target
 
 
-def throughput_ceiling(tmp: Path, args: argparse.Namespace, phases: set[str]) -> dict[str, LoadResult]:
+def start_ceiling(tmp: Path) -> Target:
     port = free_port()
-    server = ServerProc("raw ASGI", [sys.executable, str(ROOT / "bench" / "raw_asgi.py"), "--port", str(port)],
-                        clean_env(), tmp / "raw.log")
-    results: dict[str, LoadResult] = {}
+    proc = ServerProc("raw ASGI", [sys.executable, str(ROOT / "bench" / "raw_asgi.py"), "--port", str(port)],
+                      clean_env(), tmp / "raw.log")
+    target = Target("ceiling", proc, {"single": request_template(port, single_body(), "wk_unused"),
+                                      "batch": request_template(port, batch_body(), "wk_unused")})
+    proc.wait_ready(f"http://{HOST}:{port}/")
+    log(f"raw ASGI ready (pid {proc.p.pid}, port {port})")
+    proc.port = port
+    return target
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
+    """Wait (at most max_wait s) until the rest of the machine is nearly idle; the machine may be
+    shared with other work. Returns the cores busy in the last 0.5 s sample."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0 = machine_cpu()[0]
+        time.sleep(0.5)
+        busy = (machine_cpu()[0] - b0) / 0.5
+        if busy < threshold or time.monotonic() >= deadline:
+            if busy >= threshold:
+                log(f"machine still {busy:.2f} cores busy after waiting {max_wait:g} s; measuring anyway")
+            return busy
+        time.sleep(0.5)
+
+
+def throughput(tmp: Path, args: argparse.Namespace, phases: set[str]) -> tuple[dict[str, LoadResult], dict[str, LoadResult]]:
+    """Both servers up side by side (an idle one costs ~nothing); each moneytrail phase is followed
+    at once by its ceiling phase, so a pair sees the same machine."""
+    results: dict[str, dict[str, LoadResult]] = {"moneytrail": {}, "ceiling": {}}
+    targets: list[Target] = []
     try:
-        server.wait_ready(f"http://{HOST}:{port}/")
-        log(f"raw ASGI ready (pid {server.p.pid}, port {port})")
-        single = request_template(port, single_body(), "wk_unused")
-        batch = request_template(port, batch_body(), "wk_unused")
-        if "raw-single" in phases:
-            results["single"] = run_load("ceiling single", port, single, 1, args.seconds, args.connections, server.p.pid)
-        if "raw-batch" in phases:
-            results["batch"] = run_load("ceiling batch20", port, batch, BATCH_SIZE, args.seconds, args.connections, server.p.pid)
+        if phases & {"mt-single", "mt-batch"}:
+            targets.append(start_moneytrail(tmp, args))
+        if phases & {"raw-single", "raw-batch"}:
+            targets.append(start_ceiling(tmp))
+        for kind in ("single", "batch"):
+            for target in targets:
+                if f"{'mt' if target.who == 'moneytrail' else 'raw'}-{kind}" not in phases:
+                    continue
+                if args.wait_quiet > 0:
+                    wait_quiet(args.wait_quiet)
+                events = 1 if kind == "single" else BATCH_SIZE
+                label = f"{target.who} {'single' if kind == 'single' else f'batch{BATCH_SIZE}'}"
+                results[target.who][kind] = run_load(label, target.proc.port, target.templates[kind], events,
+                                                     args.seconds, args.connections, target.proc.p.pid)
     finally:
-        server.stop()
-    return results
+        for target in targets:
+            t = time.perf_counter()
+            code = target.proc.stop()
+            log(f"{target.proc.name} stopped (exit {code}) in {time.perf_counter() - t:.1f} s")
+            if target.who == "moneytrail" and code not in (0, None):
+                log(f"serve log tail:\n{target.proc.output()[-2000:]}")
+    return results["moneytrail"], results["ceiling"]
 
 
 # ------------------------------------------------------------------------------- latency phase
@@ -532,40 +609,60 @@ def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_eve
 # ----------------------------------------------------------------------------------- summary
 
 def _fmt(x: float) -> str:
-    return f"{x:,.0f}" if x == x else "-"
+    return "-" if math.isnan(x) else f"{x:,.0f}"
 
 
 def summary(facts: dict[str, Any], args: argparse.Namespace, mt: dict[str, LoadResult], raw: dict[str, LoadResult],
-            lat: LatencyResult | None, elapsed: float) -> str:
+            lat: LatencyResult | None, elapsed: float, background: float) -> str:
     out = ["", "=" * 100,
            f"machine: nproc={facts['nproc']} (usable {facts['usable_cpus']}), {facts['cpu_model']}, "
-           f"Python {facts['python']} ({facts['implementation']}), kernel {facts['kernel']}",
+           f"Python {facts['python']} ({facts['implementation']}), kernel {facts['kernel']}; "
+           f"busy before start: {background:.2f} cores",
            f"stack: uvicorn {facts['uvicorn']}, uvloop {facts['uvloop']}, httptools {facts['httptools']}, "
            f"orjson {facts['orjson']}; client: asyncio+uvloop raw sockets in the bench process",
            "",
            f"ingest (embedded, 1 uvicorn process, C={args.connections} connections, "
            f"{WARMUP_S:.0f} s warm-up + {args.seconds:g} s measured)"]
     header = (f"{'':8} {'server':10} {'req/s':>9} {'ev/s':>9} {'non-200':>8} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'srv cpu':>7} {'cli cpu':>7} | {'ceiling req/s':>13} | {'ratio':>5}")
+              f"{'req/cpu-s':>9} | {'ceiling req/s':>13} | {'ratio':>5} | {'cpu-ratio':>9}")
     out.append(header)
     out.append("-" * len(header))
-    for kind in ("single", "batch"):
-        name = "single" if kind == "single" else f"batch{BATCH_SIZE}"
+    both = [("single" if k == "single" else f"batch{BATCH_SIZE}", k) for k in ("single", "batch")]
+    for name, kind in both:
         m, r = mt.get(kind), raw.get(kind)
         for who, res in (("moneytrail", m), ("ceiling", r)):
             if res is None:
                 continue
-            ceiling = _fmt(r.rps) if (who == "moneytrail" and r) else ""
-            ratio = f"{m.rps / r.rps:.2f}" if (who == "moneytrail" and r and m and r.rps) else ""
+            pair = who == "moneytrail" and m is not None and r is not None and r.rps > 0
+            ceiling = _fmt(r.rps) if pair else ""
+            ratio = f"{m.rps / r.rps:.2f}" if pair else ""
+            cpu_ratio = f"{m.per_cpu / r.per_cpu:.2f}" if pair and r.per_cpu > 0 else ""
             out.append(f"{name:8} {who:10} {_fmt(res.rps):>9} {_fmt(res.eps):>9} {res.non200_share:>8.2%} "
                        f"{percentile(res.latencies_ms, 0.5):>7.2f} {percentile(res.latencies_ms, 0.99):>7.2f} "
-                       f"{res.server_cpu:>7.0%} {res.client_cpu:>7.0%} | {ceiling:>13} | {ratio:>5}")
+                       f"{_fmt(res.per_cpu):>9} | {ceiling:>13} | {ratio:>5} | {cpu_ratio:>9}")
+    out.append("p50/p99: client-side latency per request under this load. req/cpu-s: requests per CPU-second of the "
+               "server process;")
+    out.append("  it barely moves when other work shares the machine, so cpu-ratio (moneytrail/ceiling on req/cpu-s) "
+               "is the steadier ratio.")
+    out.append("")
+    cpu_header = (f"{'CPU in cores during the window':34} {'server':>6} {'(loop)':>6} {'client':>6} {'softirq':>7} "
+                  f"{'others':>6} {'machine':>7}")
+    out.append(cpu_header)
+    for name, kind in both:
+        for who, res in (("moneytrail", mt.get(kind)), ("ceiling", raw.get(kind))):
+            if res is not None:
+                out.append(f"{name + ' ' + who:34} {res.server_cpu:>6.2f} {res.server_loop_cpu:>6.2f} "
+                           f"{res.client_cpu:>6.2f} {res.irq:>7.2f} {max(0.0, res.other_cpu):>6.2f} {res.machine_busy:>7.2f}")
+    out.append(f"(loop = the server's event-loop thread; others = other processes on this {facts['nproc']}-core machine)")
     problems = [f"{res.label}: {res.total_non200} non-200 and {res.errors} errors over the whole run "
                 f"(statuses {res.statuses}; first: {res.sample_bad})"
                 for res in [*mt.values(), *raw.values()] if res.total_non200 or res.errors]
     capped = [res.label for res in [*mt.values(), *raw.values()] if res.hit_cap]
-    out.append("(p50/p99: client-side request latency under this load; srv/cli cpu: share of one core used by "
-               "the server process / the load client during the window)")
+    noisy = [f"{res.label} ({res.other_cpu:.2f})" for res in [*mt.values(), *raw.values()] if res.other_cpu > 0.15]
+    if noisy:
+        out.append(f"!! other processes used > 0.15 core during: {', '.join(noisy)} -- those numbers are low")
+    if background > 0.15:
+        out.append(f"!! the machine was already {background:.2f} cores busy before the bench started")
     out.extend(f"!! {p}" for p in problems)
     if capped:
         out.append(f"!! hit the hard cap of {MAX_REQUESTS:,} requests: {', '.join(capped)}")
@@ -597,11 +694,14 @@ def main() -> int:
     parser.add_argument("--phases", default=",".join(ALL_PHASES), help=f"comma list of {', '.join(ALL_PHASES)}")
     parser.add_argument("--profile-server", default=None, metavar="OUT",
                         help="profile the moneytrail server: OUT.prof (cProfile) or OUT.txt/.html (pyinstrument)")
+    parser.add_argument("--wait-quiet", type=float, default=8.0, metavar="S",
+                        help="before each load phase wait up to S s for the machine to be idle (0: never wait)")
     parser.add_argument("--json-out", default=None, metavar="PATH", help="also write the numbers as JSON")
     args = parser.parse_args()
     if not (0 < args.seconds <= 120 and 1 <= args.connections <= 1024 and 1 <= args.latency_events <= 10_000
-            and 0 < args.latency_rate <= 1000):
-        parser.error("out of range: 0<seconds<=120, 1<=connections<=1024, 1<=latency-events<=10000, 0<rate<=1000")
+            and 0 < args.latency_rate <= 1000 and 0 <= args.wait_quiet <= 60):
+        parser.error("out of range: 0<seconds<=120, 1<=connections<=1024, 1<=latency-events<=10000, 0<rate<=1000, "
+                     "0<=wait-quiet<=60")
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if phases - set(ALL_PHASES):
         parser.error(f"unknown phases {phases - set(ALL_PHASES)}")
@@ -612,27 +712,30 @@ def main() -> int:
         del os.environ[k]  # the in-process latency server must see only what we pass
     started = time.perf_counter()
     facts = machine_facts()
+    busy0 = machine_cpu()[0]
+    time.sleep(0.5)
+    background = (machine_cpu()[0] - busy0) / 0.5  # other work on the machine before we start
+    log(f"machine busy before start: {background:.2f} of {os.cpu_count()} cores")
     tmp = Path(tempfile.mkdtemp(prefix="moneytrail-bench-"))
     mt: dict[str, LoadResult] = {}
     raw: dict[str, LoadResult] = {}
     lat: LatencyResult | None = None
     try:
-        if phases & {"mt-single", "mt-batch"}:
-            mt = throughput_moneytrail(tmp, args, phases)
-        if phases & {"raw-single", "raw-batch"}:
-            raw = throughput_ceiling(tmp, args, phases)
+        if phases - {"latency"}:
+            mt, raw = throughput(tmp, args, phases)
         if "latency" in phases:
             lat = latency_phase(tmp, args.latency_events, args.latency_rate)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(summary(facts, args, mt, raw, lat, time.perf_counter() - started), flush=True)
+    print(summary(facts, args, mt, raw, lat, time.perf_counter() - started, background), flush=True)
     if args.json_out:
         def res_json(r: LoadResult) -> dict[str, Any]:
             return {"rps": r.rps, "eps": r.eps, "non200_share": r.non200_share, "requests": r.requests,
                     "seconds": r.seconds, "errors": r.errors, "total_non200": r.total_non200,
-                    "p50_ms": percentile(r.latencies_ms, 0.5), "p99_ms": percentile(r.latencies_ms, 0.99),
-                    "server_cpu": r.server_cpu, "client_cpu": r.client_cpu}
-        data: dict[str, Any] = {"machine": facts, "connections": args.connections, "seconds": args.seconds,
+                    "p50_ms": percentile(r.latencies_ms, 0.5), "p99_ms": percentile(r.latencies_ms, 0.99), "req_per_cpu_s": r.per_cpu,
+                    "server_cpu": r.server_cpu, "server_loop_cpu": r.server_loop_cpu, "client_cpu": r.client_cpu,
+                    "irq": r.irq, "other_cpu": r.other_cpu, "steal": r.steal}
+        data: dict[str, Any] = {"machine": facts, "background_cores": background, "connections": args.connections, "seconds": args.seconds,
                                 "moneytrail": {k: res_json(v) for k, v in mt.items()},
                                 "ceiling": {k: res_json(v) for k, v in raw.items()}}
         if lat is not None:

@@ -8,7 +8,8 @@ Run it the way `moneytrail serve` runs its app (one process, uvloop, httptools, 
 from __future__ import annotations
 
 import argparse
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 
