@@ -319,6 +319,19 @@ def create_app(
         return _json({"project": project.project_id, "name": project.name, "origins": list(project.origins),
                       "write_key": creds.write_key, "read_token": creds.read_token, "webhook_secret": creds.webhook_secret})
 
+    @app.post("/api/admin/projects/{project_id}/vendors/{vendor}", tags=["admin"], include_in_schema=False)
+    async def admin_configure(request: Request, project_id: str, vendor: str) -> Response:
+        if (denied := _admin(request)) is not None:
+            return denied
+        if vendor not in VENDORS:
+            return _json({"ok": False, "reason": "unknown_vendor", "detail": f"vendors: {', '.join(VENDORS)}"}, 404)
+        values = orjson.loads(await request.body() or b"{}")
+        try:
+            now = await asyncio.to_thread(projects.configure, project_id, vendor, values)
+        except LookupError:
+            return _json({"ok": False, "reason": "unknown_project", "detail": project_id}, 404)
+        return _json({"project": project_id, "vendor": vendor, "settings": sorted(now)})
+
     @app.get("/api/admin/projects", tags=["admin"], include_in_schema=False)
     async def admin_list(request: Request) -> Response:
         if (denied := _admin(request)) is not None:

@@ -8,6 +8,7 @@ import hmac
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -65,6 +66,7 @@ def mask_email(email: str) -> str:
     return (local[0] + "***" + (local[-1] if len(local) > 1 else "") + "@" + domain) if local else "***@" + domain
 
 
+@lru_cache(maxsize=4096)  # the same visitor posts many events; ipaddress parsing is not free
 def anonymise_ip(ip: str | None) -> str | None:
     """Last octet of IPv4, last 80 bits of IPv6 zeroed."""
     if not ip:

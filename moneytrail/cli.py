@@ -251,6 +251,54 @@ def projects_rotate(name: str, data_dir: Optional[Path] = DataDir, as_json: bool
             console.print(f"[bold]{key}[/bold]: {value}")
 
 
+@projects_app.command("configure")
+def projects_configure(
+    name: str = typer.Argument(..., help="project name or id"),
+    vendor: str = typer.Argument(..., help="stripe, yookassa, cloudpayments, payment, amocrm, bitrix24, crm, calls, calltouch, ringostat, whatsapp, telegram"),
+    settings_: list[str] = typer.Argument(None, metavar="KEY=VALUE...", help="a value that parses as JSON is taken as JSON (lists, numbers); KEY= removes the setting"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Set a vendor's settings for a project: signing secrets, account ids, field mappings.
+    Values are never printed back; the answer lists the keys in force."""
+    from collector.vendors.registry import VENDORS
+    from schemas.project import project_id_of
+
+    if vendor not in VENDORS:
+        err.print(f"[red]unknown vendor {vendor!r}; vendors: {', '.join(VENDORS)}[/red]")
+        raise typer.Exit(2)
+    values: dict[str, Any] = {}
+    for item in settings_ or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            err.print(f"[red]{item!r} is not KEY=VALUE[/red]")
+            raise typer.Exit(2)
+        if raw == "":
+            values[key] = None
+            continue
+        try:
+            values[key] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            values[key] = raw
+    settings = root.load_settings(data_dir=data_dir)
+    pid = project_id_of(name)
+    server = _server_or_none(settings)
+    if server:
+        out = _admin_call(server, "POST", f"/api/admin/projects/{pid}/vendors/{vendor}", json=values)
+        keys = out["settings"]
+    else:
+        from clickhouse.projects import UnknownProject
+
+        wh, store = _with_store(settings)
+        try:
+            keys = sorted(store.configure(pid, vendor, values))
+        except UnknownProject:
+            err.print(f"[red]no project {pid!r}[/red]")
+            raise typer.Exit(1)
+        finally:
+            wh.close()
+    console.print(f"{pid} {vendor}: " + (", ".join(keys) or "no settings"))
+
+
 @app.command()
 def report(
     name: str = typer.Argument(..., help="channels"),

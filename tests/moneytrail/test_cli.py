@@ -63,3 +63,12 @@ def test_every_command_has_help(env):
 def test_worker_refuses_the_memory_bus(env):
     out = _run(env, "worker", ok=False)
     assert out.returncode == 2 and "kafka://" in out.stderr
+
+
+def test_vendor_settings_are_set_and_never_printed(env):
+    _run(env, "projects", "create", "Shop")
+    out = _run(env, "projects", "configure", "Shop", "stripe", 'signing_secrets=["whsec_a","whsec_b"]', "tolerance_s=300")
+    assert "signing_secrets, tolerance_s" in out.stdout and "whsec_a" not in out.stdout
+    removed = _run(env, "projects", "configure", "Shop", "stripe", "tolerance_s=")
+    assert "tolerance_s" not in removed.stdout.split(":", 1)[1]
+    assert _run(env, "projects", "configure", "Shop", "nosuch", "a=b", ok=False).returncode == 2
