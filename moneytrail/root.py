@@ -22,7 +22,8 @@ from collector.app import create_app
 from collector.ports import CollectorConfig
 from schemas import topics
 from stream_processors.channels import ChannelRules
-from stream_processors.embedded import EmbeddedRunner
+from stream_processors.embedded import EmbeddedRunner, RocksState
+from stream_processors.steps import ProcessorConfig
 
 from .bus import KafkaBus, MemoryBus, ensure_topics
 from .settings import Settings
@@ -63,6 +64,10 @@ def pii_key(settings: Settings) -> bytes:
 
 def channel_rules(settings: Settings) -> ChannelRules:
     return ChannelRules.load(settings.channel_rules)
+
+
+def processor_config(settings: Settings) -> ProcessorConfig:
+    return ProcessorConfig(channel_rules(settings), timedelta(minutes=settings.session_timeout_minutes))
 
 
 def report_request(name: str, project: str, query: dict[str, str]) -> reports.ReportRequest:
@@ -122,7 +127,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
     if settings.embedded:
         bus = MemoryBus()
         sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds)
-        runner = EmbeddedRunner(channel_rules(settings), bus.publish)
+        runner = EmbeddedRunner(processor_config(settings), bus.publish, RocksState(settings.data_dir / "state" / "visitors"))
         bus.subscribe(topics.RAW, runner.handle_raw)
         for topic in (topics.RAW, topics.TOUCHES, topics.DEAD_LETTERS):
             bus.subscribe(topic, sink.put)
@@ -135,6 +140,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         async def on_stop() -> None:
             await bus.stop()
             await sink.stop()
+            runner.close()
             wh.close()  # close the engine now, not in interpreter teardown (chDB can crash there)
 
         publish = bus.publish

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(4, description="partitions of each topic we create; the most workers that can share the work")
     kafka_replication: int = Field(1, description="replication factor of topics we create (3 on a real cluster)")
     channel_rules: Path | None = Field(None, description="channel rules TOML; default: the built-in rules")
+    session_timeout_minutes: int = Field(30, description="a session ends after this long without events")
     sink_batch_rows: int = 10_000
     sink_batch_seconds: float = 0.5
     sink_group: str = "moneytrail-sink"

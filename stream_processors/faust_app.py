@@ -14,14 +14,13 @@ import faust
 
 from schemas import topics
 
-from .channels import ChannelRules
 from .outputs import records_of
-from .steps import process
+from .steps import ProcessorConfig, load_visitor, process
 
 log = logging.getLogger("moneytrail.worker")
 
 
-def build_app(bootstrap: str, prefix: str, data_dir: Path, rules: ChannelRules,
+def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConfig,
               app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4) -> faust.App:
     app = faust.App(
         app_id,
@@ -45,10 +44,18 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, rules: ChannelRules,
         for name in (topics.TOUCHES, topics.DEAD_LETTERS)
     }
 
+    # one visitor's session state, keyed like the raw topic (project:anonymous_id), so the table is
+    # co-partitioned with the stream and each worker holds the visitors of its partitions
+    visitors = app.Table("visitors", key_type=bytes, value_type=bytes, partitions=partitions)
+
     @app.agent(raw, name="enrich")
     async def enrich(stream):  # noqa: ANN001 - faust's stream type
         async for event in stream.events():
-            for name, records in records_of(process(rules, event.value)).items():
+            visitor = load_visitor(visitors.get(event.key))
+            new, result = process(config, visitor, event.value)
+            if new is not visitor and new is not None:
+                visitors[event.key] = new.to_bytes()
+            for name, records in records_of(result).items():
                 for key, value in records:
                     await out[name].send(key=key, value=value)
             yield None

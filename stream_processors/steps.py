@@ -1,9 +1,13 @@
-"""Pure processing steps. A step takes its state and an event and returns the new state and what
-it emits. No Faust, FastAPI or ClickHouse here: both run modes call these same functions."""
+"""The step chain for raw envelopes. Pure: a step takes its state and an event and returns the new
+state and what it emits. No Faust, FastAPI or ClickHouse here: the embedded runner and the Faust
+agent both call `process` with the state they keep per visitor (key = the raw record's key,
+project:anonymous_id)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Union
 
 from pydantic import ValidationError
@@ -13,10 +17,19 @@ from schemas.reasons import RejectReason
 from schemas.touch import Touch
 
 from .channels import ChannelRules, classify
+from .sessions import DEFAULT_TIMEOUT, VisitorSessions, hit_of, sessionize
+
+log = logging.getLogger("moneytrail.processors")
 
 # Crawlers and headless browsers. Command-line and server clients (curl, SDKs) are not bots:
 # server-side events legitimately come from them.
 _BOT_MARKERS = ("bot", "crawler", "spider", "slurp", "headlesschrome", "lighthouse", "pingdom", "phantomjs", "prerender")
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    rules: ChannelRules
+    session_timeout: timedelta = DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -50,33 +63,28 @@ def decode(payload: bytes) -> Envelope | DeadLetter:
         return DeadLetter(RejectReason.undecodable, str(exc)[:500], payload)
 
 
-def touch_of_pageview(rules: ChannelRules, env: Envelope) -> Touch:
-    ctx = env.context
-    where = classify(rules, ctx.page_url, ctx.referrer, ctx.campaign)
-    return Touch(
-        touch_id=env.event_id,
-        project=env.project,
-        anonymous_id=env.anonymous_id or "",
-        user_id=env.user_id,
-        started_at=env.timestamp,
-        source=where.source,
-        medium=where.medium,
-        campaign=where.campaign,
-        content=where.content,
-        term=where.term,
-        click_id_type=where.click_id_type,
-        channel=where.channel,
-        landing_url=ctx.page_url or "",
-        referrer_host=where.referrer_host,
-        is_bot=is_bot(ctx.user_agent),
-    )
+def load_visitor(data: bytes | None) -> VisitorSessions | None:
+    """Stored visitor state, or None when absent or unreadable (a state written by a newer
+    version, or corrupted: the visitor starts afresh rather than stalling the stream)."""
+    if not data:
+        return None
+    try:
+        return VisitorSessions.from_bytes(data)
+    except (ValueError, TypeError, IndexError) as exc:
+        log.warning("unreadable visitor state dropped: %s", exc)
+        return None
 
 
-def process(rules: ChannelRules, payload: bytes) -> StepResult:
-    """The step chain for one raw envelope. Sessions, identity and attribution join here later."""
+def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: bytes
+            ) -> tuple[VisitorSessions | None, StepResult]:
+    """One raw envelope of one visitor: the visitor's new state (the same object when unchanged)
+    and what it emits. Sessions, then (as they land) identity, conversions and attribution."""
     env = decode(payload)
     if isinstance(env, DeadLetter):
-        return env
-    if env.type == "pageview":
-        return Emitted(touches=(touch_of_pageview(rules, env),))
-    return Emitted()
+        return visitor, env
+    if env.type != "pageview":
+        return visitor, Emitted()
+    ctx = env.context
+    where = classify(config.rules, ctx.page_url, ctx.referrer, ctx.campaign)
+    new, touches = sessionize(visitor, hit_of(env, where, is_bot(ctx.user_agent)), config.session_timeout)
+    return new, Emitted(touches=touches)

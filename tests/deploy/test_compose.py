@@ -30,7 +30,7 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 # What a user puts in .env; everything else must have a default in the compose file.
-TEST_ENV = {"CLICKHOUSE_PASSWORD": "pw-for-compose-test"}
+TEST_ENV = {"CLICKHOUSE_PASSWORD": "pw-for-compose-test", "MONEYTRAIL_PII_KEY": "compose-test-pii-key-0123456789abcdef"}
 # role -> the CLI command it must run
 ROLES = {"collector": "serve", "worker": "worker", "sink": "sink", "migrate": "migrate"}
 ONE_SHOT = {"migrate"}

@@ -19,6 +19,7 @@ from tests.conftest import ROOT, kafka_port, Proc, base_env, free_port, show, wa
 
 pytestmark = pytest.mark.integration
 N = 1000
+VISITORS = 300  # visitor k gets pageviews k, k+300, k+600(, k+900): one channel each, so one session
 CHANNELS = [
     ("https://shop.kz/sofas?utm_source=google&utm_medium=cpc&utm_campaign=sofas", "https://www.google.com/", "Paid Search"),
     ("https://shop.kz/?utm_source=ig&utm_medium=paid_social", "", "Paid Social"),
@@ -29,7 +30,7 @@ CHANNELS = [
 
 def _page(i: int, run: str) -> dict:
     url, ref, _ = CHANNELS[i % len(CHANNELS)]
-    return {"type": "page", "messageId": f"{run}-{i}", "anonymousId": f"visitor-{i % 300}",
+    return {"type": "page", "messageId": f"{run}-{i}", "anonymousId": f"visitor-{i % VISITORS}",
             "context": {"page": {"url": url, "referrer": ref}, "userAgent": "Mozilla/5.0 (X11; Linux x86_64)"}}
 
 
@@ -74,9 +75,11 @@ def _wait_visits(base: str, read_token: str, want: int, timeout: float) -> tuple
 
 
 def _expected_rows() -> dict[str, int]:
+    """Visits (sessions) per channel: each visitor's pageviews within minutes are one session."""
     counts: dict[str, int] = {}
-    for i in range(N):
-        counts[CHANNELS[i % len(CHANNELS)][2]] = counts.get(CHANNELS[i % len(CHANNELS)][2], 0) + 1
+    for k in range(VISITORS):
+        channel = CHANNELS[k % len(CHANNELS)][2]
+        counts[channel] = counts.get(channel, 0) + 1
     return counts
 
 
@@ -112,7 +115,7 @@ def _broker_version() -> str:
 
 def _check_report(report: dict) -> None:
     assert {r["channel"]: r["visits"] for r in report["rows"]} == _expected_rows()
-    assert report["total"] == {"visits": N, "visitors": 300}
+    assert report["total"] == {"visits": VISITORS, "visitors": VISITORS}
 
 
 def test_embedded_mode_1000_pageviews_land_exactly_once(tmp_path: Path) -> None:
@@ -125,17 +128,17 @@ def test_embedded_mode_1000_pageviews_land_exactly_once(tmp_path: Path) -> None:
         wait_http(f"{base}/readyz", server)
         _refusals_are_not_stored(base, creds["write_key"])
         _post_all(base, creds["write_key"], uuid.uuid4().hex[:8])
-        report, waited = _wait_visits(base, creds["read_token"], N, timeout=30)
+        report, waited = _wait_visits(base, creds["read_token"], VISITORS, timeout=30)
         _check_report(report)
         # the CLI, while the server owns the folder, asks the server
         cli = subprocess.run([sys.executable, "-m", "moneytrail", "report", "channels", "--format", "json"],
                              env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert cli.returncode == 0, cli.stderr
-        assert json.loads(cli.stdout)["total"]["visits"] == N
-        show(f"embedded mode (chDB {_chdb_version()}): {N} pageviews visible in the report {waited:.2f}s after the last POST")
+        assert json.loads(cli.stdout)["total"]["visits"] == VISITORS
+        show(f"embedded mode (chDB {_chdb_version()}): {N} pageviews -> {VISITORS} sessions visible in the report {waited:.2f}s after the last POST")
     finally:
         assert server.stop() == 0, server.output()[-3000:]
-    assert _stored_counts(env, creds["project"]) == {"touches": N, "touch_ids": N, "raw": N, "dead": 0}
+    assert _stored_counts(env, creds["project"]) == {"touches": VISITORS, "touch_ids": VISITORS, "raw": N, "dead": 0}
 
 
 def test_distributed_mode_1000_pageviews_land_exactly_once(tmp_path: Path, kafka_bootstrap: str) -> None:
@@ -143,7 +146,8 @@ def test_distributed_mode_1000_pageviews_land_exactly_once(tmp_path: Path, kafka
     run = uuid.uuid4().hex[:8]
     env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_BUS=f"kafka://{kafka_bootstrap}",
                    MONEYTRAIL_TOPIC_PREFIX=f"test-{run}", MONEYTRAIL_SINK_GROUP=f"sink-{run}",
-                   MONEYTRAIL_WORKER_ID=f"processors-{run}", MONEYTRAIL_WORKER_WEB_PORT=str(web))
+                   MONEYTRAIL_WORKER_ID=f"processors-{run}", MONEYTRAIL_WORKER_WEB_PORT=str(web),
+                   MONEYTRAIL_PII_KEY="integration-test-pii-key-0123456789abcdef")
     creds = _create_project(env)
     worker_env = {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "worker")}  # the worker's own state folder
     server = Proc(["serve", "--sink"], env, tmp_path / "serve.log")
@@ -154,14 +158,14 @@ def test_distributed_mode_1000_pageviews_land_exactly_once(tmp_path: Path, kafka
         _refusals_are_not_stored(base, creds["write_key"])
         _post_all(base, creds["write_key"], run)
         assert worker.p.poll() is None, worker.output()[-3000:]
-        report, waited = _wait_visits(base, creds["read_token"], N, timeout=30)
+        report, waited = _wait_visits(base, creds["read_token"], VISITORS, timeout=30)
         _check_report(report)
         log = worker.output()
         assert "moneytrail worker: Faust app" in log and "[^Worker]: Ready" in log, log[-3000:]
         show(f"distributed mode: Apache Kafka at {kafka_bootstrap} ({_broker_version()}), Faust worker pid {worker.p.pid} "
-             f"consuming test-{run}.raw.v1: {N} pageviews visible in the report {waited:.2f}s after the last POST")
+             f"consuming test-{run}.raw.v1: {N} pageviews -> {VISITORS} sessions visible in the report {waited:.2f}s after the last POST")
     finally:
         worker_code = worker.stop()
         server_code = server.stop()
     assert server_code == 0, server.output()[-3000:]
-    assert _stored_counts(env, creds["project"]) == {"touches": N, "touch_ids": N, "raw": N, "dead": 0}
+    assert _stored_counts(env, creds["project"]) == {"touches": VISITORS, "touch_ids": VISITORS, "raw": N, "dead": 0}
