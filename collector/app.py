@@ -25,10 +25,13 @@ from schemas import topics
 from schemas.project import Project, key_hash
 from schemas.reasons import RejectReason
 
+from .bodies import BadEncoding, TooLarge, read_body
+from .cors import cors_headers, origin_allowed, preflight
 from .ingest import IngestRules, Refusal, decode_body, envelope_of_draft, messages_of, parse
 from .privacy import Hasher
 from .vendors.base import Refused, VendorRequest
 from .vendors.registry import VENDORS, mapper_of
+from .limits import TokenBuckets
 from .metrics import CollectorMetrics
 from .ports import CollectorConfig, ProjectDirectory, Publish, RunReport
 
@@ -36,10 +39,6 @@ log = logging.getLogger("moneytrail.collector")
 # text/plain: navigator.sendBeacon; form-urlencoded: what `curl -d` sends by default. The body
 # must still be JSON.
 _JSON_TYPES = ("application/json", "text/plain", "application/x-www-form-urlencoded", "")
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -50,19 +49,6 @@ def _refuse(metrics: CollectorMetrics, route: str, status: int, reason: RejectRe
             headers: dict[str, str] | None = None) -> Response:
     metrics.rejected.labels(route, reason.value).inc()
     return _json({"ok": False, "reason": reason.value, "detail": detail}, status, headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _header_write_key(request: Request) -> str | None:
@@ -132,6 +118,20 @@ def create_app(
     rules = IngestRules(Hasher(config.pii_key), config.default_region, config.max_event_bytes,
                         config.clock_skew_tolerance_s)
     trusted = tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies)
+    per_ip = TokenBuckets(config.rate_limit_ip_rps, config.rate_limit_ip_rps * 2)
+    per_key = TokenBuckets(config.rate_limit_key_eps, config.rate_limit_key_eps * 2)
+
+    def _limited(route: str, wait: float, who: str) -> Response:
+        return _refuse(metrics, route, 429, RejectReason.rate_limited, f"too many requests from this {who}; retry later",
+                       {"Retry-After": str(max(1, int(wait + 0.999)))})
+
+    async def _body(request: Request, route: str) -> bytes | Response:
+        try:
+            return await read_body(request, config.max_request_bytes)
+        except TooLarge:
+            return _refuse(metrics, route, 413, RejectReason.too_large, f"request body over {config.max_request_bytes} bytes")
+        except BadEncoding as exc:
+            return _refuse(metrics, route, 400, RejectReason.bad_encoding, str(exc))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -158,15 +158,17 @@ def create_app(
         if ctype not in _JSON_TYPES:
             return _refuse(metrics, route, 415, RejectReason.unsupported_media_type,
                            f"send application/json or text/plain, not {ctype}")
+        ip = client_ip(request, trusted)
+        if (wait := per_ip.take(ip or "?")) > 0:
+            return _limited(route, wait, "address")
         # A key in a header is checked before the body is read: strangers learn nothing more.
         key = _header_write_key(request)
         project = await projects.by_write_key(key) if key else None
         if key and project is None:
             return _unknown_key(route, key)
-        try:
-            body = await _read_body(request, config.max_request_bytes)
-        except _TooLarge:
-            return _refuse(metrics, route, 413, RejectReason.too_large, f"request body over {config.max_request_bytes} bytes")
+        body = await _body(request, route)
+        if isinstance(body, Response):
+            return body
         data = decode_body(body)
         if isinstance(data, Refusal):
             return _refuse(metrics, route, 400, data.reason, data.detail)
@@ -175,19 +177,25 @@ def create_app(
             project = await projects.by_write_key(key) if key else None
             if project is None:
                 return _unknown_key(route, key)
+        origin = request.headers.get("origin")
+        if origin and not origin_allowed(origin, project.origins):
+            return _refuse(metrics, route, 403, RejectReason.origin_not_allowed,
+                           f"origin {origin} is not allowed for this project", {"Vary": "Origin"})
+        cors = cors_headers(origin)
         messages = messages_of(data, config.max_batch_events)
         if isinstance(messages, Refusal):
             status = 413 if messages.reason is RejectReason.too_large else 400
-            return _refuse(metrics, route, status, messages.reason, messages.detail)
-        parsed = parse(messages, project.project_id, client_ip(request, trusted), request.headers.get("user-agent"),
-                       rules, len(body), forced_type)
+            return _refuse(metrics, route, status, messages.reason, messages.detail, cors)
+        if (wait := per_key.take(project.project_id, len(messages))) > 0:
+            return _limited(route, wait, "project")
+        parsed = parse(messages, project.project_id, ip, request.headers.get("user-agent"), rules, len(body), forced_type)
         for refusal in parsed.refused:
             metrics.rejected.labels(route, refusal.reason.value).inc()
         if not parsed.envelopes:
             first = parsed.refused[0] if parsed.refused else Refusal(RejectReason.schema_violation, "empty batch")
             status = 413 if first.reason is RejectReason.too_large else 400
             return _json({"ok": False, "reason": first.reason.value, "detail": first.detail,
-                          "rejected": [r.as_json() for r in parsed.refused]}, status)
+                          "rejected": [r.as_json() for r in parsed.refused]}, status, cors)
         started = time.perf_counter()
         try:
             await publish(topics.RAW, [(e.key, e.to_bytes()) for e in parsed.envelopes])
@@ -195,19 +203,23 @@ def create_app(
             log.warning("publish failed: %s", exc)
             metrics.rejected.labels(route, "unavailable").inc(len(parsed.envelopes))
             return _json({"ok": False, "reason": "unavailable", "detail": "events could not be stored; retry later"},
-                         503, {"Retry-After": "5"})
+                         503, {"Retry-After": "5", **cors})
         metrics.publish_seconds.observe(time.perf_counter() - started)
         metrics.accepted.labels(route).inc(len(parsed.envelopes))
         out: dict[str, Any] = {"ok": True, "accepted": len(parsed.envelopes)}
         if parsed.refused:
             out["rejected"] = [r.as_json() for r in parsed.refused]
-        return _json(out)
+        return _json(out, 200, cors)
 
     async def collect(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return preflight(request.headers.get("origin"))
         return await ingest(request, "collect")
 
     def segment_route(forced: str | None) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            if request.method == "OPTIONS":
+                return preflight(request.headers.get("origin"))
             return await ingest(request, f"v1_{forced or 'batch'}", forced)
         return endpoint
 
@@ -221,10 +233,9 @@ def create_app(
         project = await projects.by_webhook_secret(request.path_params["project_key"])
         if project is None:
             return _refuse(metrics, route, 401, RejectReason.unknown_key, "unknown project key in the webhook URL")
-        try:
-            body = await _read_body(request, config.max_request_bytes)
-        except _TooLarge:
-            return _refuse(metrics, route, 413, RejectReason.too_large, f"request body over {config.max_request_bytes} bytes")
+        body = await _body(request, route)
+        if isinstance(body, Response):
+            return body
         received_at = datetime.now(timezone.utc)
         vreq = VendorRequest(vendor=vendor, project=project, method=request.method,
                              headers={k.lower(): v for k, v in request.headers.items()},
@@ -255,10 +266,10 @@ def create_app(
         return Response(result.reply.body, status_code=result.reply.status, media_type=result.reply.content_type)
 
     app.add_route("/webhooks/{vendor}/{project_key}", webhook, methods=["GET", "POST"], include_in_schema=False)
-    app.add_route("/collect", collect, methods=["POST"], include_in_schema=False)
-    app.add_route("/v1/batch", segment_route(None), methods=["POST"], include_in_schema=False)
+    app.add_route("/collect", collect, methods=["POST", "OPTIONS"], include_in_schema=False)
+    app.add_route("/v1/batch", segment_route(None), methods=["POST", "OPTIONS"], include_in_schema=False)
     for kind in ("track", "page", "identify", "alias"):
-        app.add_route(f"/v1/{kind}", segment_route(kind), methods=["POST"], include_in_schema=False)
+        app.add_route(f"/v1/{kind}", segment_route(kind), methods=["POST", "OPTIONS"], include_in_schema=False)
 
     async def reader(request: Request, project_param: str | None) -> Project | Response:
         token = _bearer(request)

@@ -117,6 +117,8 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         pii_key=pii_key(settings),
         default_region=settings.default_region,
         trusted_proxies=settings.trusted_proxies,
+        rate_limit_ip_rps=settings.rate_limit_ip_rps,
+        rate_limit_key_eps=settings.rate_limit_key_eps,
     )
 
     async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:

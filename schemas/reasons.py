@@ -20,6 +20,7 @@ class RejectReason(StrEnum):
     rate_limited = "rate_limited"
     origin_not_allowed = "origin_not_allowed"
     unsupported_media_type = "unsupported_media_type"
+    bad_encoding = "bad_encoding"  # Content-Encoding unknown, or a corrupt gzip/deflate body
     # found invalid after acceptance, in the processors (goes to the dead-letter topic)
     undecodable = "undecodable"
     processing_error = "processing_error"
