@@ -124,3 +124,20 @@ def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
     if IN_CI and _skipped:
         print(f"\nCI=true and {len(_skipped)} test(s) skipped: {', '.join(_skipped[:10])}")
         session.exitstatus = 1
+
+
+def query_folder(env: dict[str, str], sql: str, params: dict | None = None) -> list[dict]:
+    """Rows from the chDB folder of env's data dir, read in a process of its own (chDB hosts one
+    folder per process) after the server that owned it has stopped."""
+    import json
+
+    code = (
+        "import json, sys; from moneytrail import root; from clickhouse.warehouse import open_warehouse\n"
+        "wh = open_warehouse(root.load_settings().warehouse_url)\n"
+        "print(json.dumps(wh.rows(sys.argv[1], json.loads(sys.argv[2]))))\n"
+        "wh.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, sql, json.dumps(params or {})], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
