@@ -110,10 +110,11 @@ def create_app(
     run_report: RunReport,
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    gauges: dict[str, tuple[str, Callable[[], float]]] | None = None,
 ) -> FastAPI:
     if len(config.pii_key) < 16:
         raise ValueError("the collector needs a PII key of at least 16 bytes to hash phones and emails")
-    metrics = CollectorMetrics()
+    metrics = CollectorMetrics(gauges)
     state = {"ready": False}
     rules = IngestRules(Hasher(config.pii_key), config.default_region, config.max_event_bytes,
                         config.clock_skew_tolerance_s)

@@ -220,7 +220,10 @@ def envelope_of_draft(draft: Draft, project: str, received_at: datetime, rules: 
     if draft.user_id:
         ids.setdefault("user", draft.user_id)
     props = draft.properties.model_dump(mode="json") if draft.properties is not None else {}
-    ts = draft.timestamp.astimezone(timezone.utc) if draft.timestamp.tzinfo else draft.timestamp.replace(tzinfo=timezone.utc)
+    try:
+        ts = draft.timestamp.astimezone(timezone.utc) if draft.timestamp.tzinfo else draft.timestamp.replace(tzinfo=timezone.utc)
+    except (OverflowError, ValueError) as exc:  # year 1 with a +05:00 offset cannot be represented in UTC
+        return Refusal(RejectReason.schema_violation, f"event time out of range: {exc}")
     flags: list[str] = []
     if ts > received_at + timedelta(seconds=rules.skew_tolerance_s):
         flags.append("clock_skew")

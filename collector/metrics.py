@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class CollectorMetrics:
-    def __init__(self) -> None:
+    def __init__(self, gauges: dict[str, tuple[str, Callable[[], float]]] | None = None) -> None:
         self.registry = CollectorRegistry()
+        for name, (doc, read) in (gauges or {}).items():  # values owned elsewhere (spool depth ...)
+            Gauge(name, doc, registry=self.registry).set_function(read)
         self.accepted = Counter("moneytrail_events_accepted", "Events accepted", ["route"], registry=self.registry)
         self.rejected = Counter(
             "moneytrail_events_rejected", "Requests or events refused, by reason", ["route", "reason"], registry=self.registry

@@ -14,6 +14,8 @@ from typing import Awaitable, Callable, Protocol
 
 from schemas.topics import kafka_topic
 
+from .spool import Spool, SpoolError
+
 log = logging.getLogger("moneytrail.bus")
 
 Records = list[tuple[bytes, bytes]]  # (key, value)
@@ -88,7 +90,7 @@ class KafkaBus:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,
@@ -96,12 +98,21 @@ class KafkaBus:
             max_batch_size=1 << 20,
             request_timeout_ms=self._timeout_ms,
         )
-        await self._producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producer = producer
+
+    @property
+    def started(self) -> bool:
+        return self._producer is not None
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()  # flushes what is pending
-            self._producer = None
+            producer, self._producer = self._producer, None
+            await producer.stop()  # flushes what is pending
 
     async def publish(self, topic: str, records: Records) -> None:
         if self._producer is None:
@@ -145,3 +156,97 @@ async def ensure_topics(bootstrap: str, prefix: str, partitions: int, replicatio
         return missing
     finally:
         await admin.close()
+
+
+class SpooledKafkaBus:
+    """Kafka with a local spool behind it: a publish is durable when Kafka acknowledged it within
+    `ack_timeout_s`, or else when it is fsynced to the spool. While the spool holds anything, new
+    records go to the spool too (so order is kept), and a drainer moves them to Kafka. Only when
+    neither Kafka nor the spool can take them does publish raise BusUnavailable (-> 503)."""
+
+    def __init__(self, kafka: KafkaBus, spool: Spool, ack_timeout_s: float = 2.0, drain_every_s: float = 1.0) -> None:
+        self.kafka = kafka
+        self.spool = spool
+        self._ack_timeout_s = ack_timeout_s
+        self._drain_every_s = drain_every_s
+        self._drainer: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self.spooled = 0
+
+    async def start(self) -> None:
+        await self._connect()
+        self._drainer = asyncio.create_task(self._drain_forever(), name="spool-drainer")
+
+    async def _connect(self) -> bool:
+        """Start the producer; a collector must start (and spool) even while Kafka is away."""
+        if self.kafka.started:
+            return True
+        try:
+            await asyncio.wait_for(self.kafka.start(), timeout=self._ack_timeout_s * 5)
+            return True
+        except Exception as exc:  # noqa: BLE001
+            log.warning("kafka unreachable at start, events go to the spool until it is back: %s", exc)
+            await self.kafka.stop()
+            return False
+
+    async def stop(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+            await asyncio.gather(self._drainer, return_exceptions=True)
+        try:  # a last attempt, bounded: what stays in the spool is drained at the next start
+            await asyncio.wait_for(self.spool.drain(self._publish_spooled), timeout=self._ack_timeout_s * 2)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("spool not fully drained at shutdown (%d records kept for the next start): %s",
+                        self.spool.pending, exc)
+        await self.kafka.stop()
+        self.spool.close()
+
+    async def publish(self, topic: str, records: Records) -> None:
+        if self.spool.pending == 0:
+            try:
+                await asyncio.wait_for(self.kafka.publish(topic, records), timeout=self._ack_timeout_s)
+                return
+            except (BusUnavailable, asyncio.TimeoutError) as exc:
+                log.warning("kafka did not acknowledge in %.1fs, spooling: %r", self._ack_timeout_s, exc)
+                if isinstance(exc, BusUnavailable):
+                    await self._reset_if_broken(exc)
+        try:
+            await self.spool.append([(topic, k, v) for k, v in records])
+        except SpoolError as exc:
+            raise BusUnavailable(str(exc)) from exc
+        self.spooled += len(records)
+        self._wake.set()
+
+    async def _publish_spooled(self, records: list[tuple[str, bytes, bytes]]) -> None:
+        by_topic: dict[str, Records] = {}
+        for topic, key, value in records:
+            by_topic.setdefault(topic, []).append((key, value))
+        for topic, recs in by_topic.items():  # within a topic the order is kept
+            await asyncio.wait_for(self.kafka.publish(topic, recs), timeout=self._ack_timeout_s * 5)
+
+    async def _drain_forever(self) -> None:
+        delay = self._drain_every_s
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            if self.spool.pending == 0 or not await self._connect():
+                continue
+            try:
+                moved = await self.spool.drain(self._publish_spooled)
+                if moved:
+                    log.info("drained %d spooled records to kafka", moved)
+                delay = self._drain_every_s
+            except Exception as exc:  # noqa: BLE001 - kafka still away: keep the records, back off
+                log.warning("spool drain failed (%d pending), retrying: %s", self.spool.pending, exc)
+                await self._reset_if_broken(exc)
+                delay = min(delay * 2, 10.0)
+
+    async def _reset_if_broken(self, exc: BaseException) -> None:
+        """An idempotent producer whose sequence numbers went out of step with the broker (after an
+        outage, sends cancelled on timeout) never recovers: start a fresh one (a new producer id).
+        Re-sent records are deduplicated downstream by their ids."""
+        if not isinstance(exc, asyncio.TimeoutError):
+            await self.kafka.stop()

@@ -26,8 +26,43 @@ err = Console(stderr=True)
 DataDir = typer.Option(None, "--data-dir", help="local state folder (MONEYTRAIL_DATA_DIR)")
 
 
+class _Repeats(logging.Filter):
+    """The same message from a client library at most once per interval: a Kafka outage makes
+    aiokafka log each reconnect attempt, hundreds of thousands of lines a minute."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import time
+
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) < self._interval_s:
+            return False
+        if len(self._last) > 10_000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format='{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}')
+    import json as _json
+
+    class _Json(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            out = {"t": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                   "msg": record.getMessage()}
+            if record.exc_info:
+                out["exc"] = self.formatException(record.exc_info)
+            return _json.dumps(out, ensure_ascii=False)
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Json())
+    handler.addFilter(_Repeats())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def _server_or_none(settings: Any) -> RunningServer | None:

@@ -25,7 +25,8 @@ from stream_processors.channels import ChannelRules
 from stream_processors.embedded import EmbeddedRunner, RocksState
 from stream_processors.steps import ProcessorConfig
 
-from .bus import KafkaBus, MemoryBus, ensure_topics
+from .bus import KafkaBus, MemoryBus, SpooledKafkaBus, ensure_topics
+from .spool import Spool
 from .settings import Settings
 
 log = logging.getLogger("moneytrail")
@@ -126,6 +127,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         return await asyncio.to_thread(reports.run, wh, req)
 
     server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]
+    gauges: dict[str, Any] = {}
     if settings.embedded:
         bus = MemoryBus()
         sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds)
@@ -147,13 +149,17 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
 
         publish = bus.publish
     else:
-        kafka = KafkaBus(settings.kafka_bootstrap, settings.topic_prefix)
+        kafka = SpooledKafkaBus(KafkaBus(settings.kafka_bootstrap, settings.topic_prefix),
+                                Spool(settings.data_dir / "spool"), settings.kafka_ack_timeout_s)
         stop = asyncio.Event()
         sink_wanted = with_sink if with_sink is not None else settings.warehouse_url.startswith("chdb://")
 
         async def on_start() -> None:
-            await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.kafka_partitions,
-                                settings.kafka_replication)
+            try:
+                await asyncio.wait_for(ensure_topics(settings.kafka_bootstrap, settings.topic_prefix,
+                                                     settings.kafka_partitions, settings.kafka_replication), 15)
+            except Exception as exc:  # noqa: BLE001 - the sink and workers create them too
+                log.warning("could not check Kafka topics at start (kafka away?): %s", exc)
             await kafka.start()
             if sink_wanted:
                 server.background.append(asyncio.create_task(run_kafka_sink(
@@ -167,6 +173,10 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             wh.close()
 
         publish = kafka.publish
+        gauges = {
+            "moneytrail_spool_pending": ("Events in the local spool waiting for Kafka", lambda: kafka.spool.pending),
+            "moneytrail_spooled": ("Events spooled because Kafka did not acknowledge in time", lambda: kafka.spooled),
+        }
 
-    server.app = create_app(config, projects, publish, run_report, on_start, on_stop)
+    server.app = create_app(config, projects, publish, run_report, on_start, on_stop, gauges)
     return server

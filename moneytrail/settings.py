@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     public_url: str = Field("", description="URL the collector is reached at (for printed links); default http://host:port")
     topic_prefix: str = "moneytrail"
     kafka_partitions: int = Field(4, description="partitions of each topic we create; the most workers that can share the work")
+    kafka_ack_timeout_s: float = Field(2.0, description="wait this long for Kafka's acknowledgement before spooling to local disk")
     kafka_replication: int = Field(1, description="replication factor of topics we create (3 on a real cluster)")
     channel_rules: Path | None = Field(None, description="channel rules TOML; default: the built-in rules")
     session_timeout_minutes: int = Field(30, description="a session ends after this long without events")

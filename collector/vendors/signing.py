@@ -7,8 +7,9 @@ import hashlib
 import hmac
 
 
-def hmac_sha256(secret: str | bytes, body: bytes) -> bytes:
-    key = secret.encode() if isinstance(secret, str) else secret
+def hmac_sha256(secret: str | bytes | int, body: bytes) -> bytes:
+    # a secret set from the CLI as digits arrives as a JSON number: it is still the same text
+    key = secret if isinstance(secret, bytes) else str(secret).encode()
     return hmac.new(key, body, hashlib.sha256).digest()
 
 

@@ -41,3 +41,16 @@ def test_bad_amounts_are_refused_with_the_field():
     body = orjson.dumps({"payments": [{"payment_id": "p1", "amount": "-5", "currency": "KZT"}]})
     out = map_request(vendor_request("payment", body, _signed(body), {"secret": SECRET}))
     assert isinstance(out, Refused) and out.detail.startswith("payments[0]: amount")
+
+
+def test_a_numeric_secret_and_an_out_of_range_date_do_not_crash():
+    from datetime import datetime, timezone
+
+    from collector.ingest import IngestRules, Refusal, envelope_of_draft
+    from collector.privacy import Hasher
+
+    body = orjson.dumps({"payment_id": "p", "amount": "1", "currency": "KZT", "paid_at": "0001-01-01T00:00:00+05:00"})
+    out = map_request(vendor_request("payment", body, _signed(body, "12345"), {"secret": 12345}))
+    assert isinstance(out, Accepted)
+    env = envelope_of_draft(out.drafts[0], "shop", datetime.now(timezone.utc), IngestRules(Hasher(b"k" * 32)))
+    assert isinstance(env, Refusal) and env.reason == "schema_violation"
