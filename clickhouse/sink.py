@@ -23,7 +23,8 @@ from .warehouse import Warehouse, WarehouseError
 
 log = logging.getLogger("moneytrail.sink")
 
-TABLE_OF_TOPIC = {topics.RAW: "raw_events", topics.TOUCHES: "touches", topics.DEAD_LETTERS: "dead_letters"}
+TABLE_OF_TOPIC = {topics.RAW: "raw_events", topics.TOUCHES: "touches", topics.CONVERSIONS: "conversions",
+                  topics.SPEND: "ad_spend", topics.DEAD_LETTERS: "dead_letters"}
 
 
 def _raw_row(value: bytes) -> dict[str, Any]:
@@ -54,6 +55,8 @@ def _dead_row(value: bytes) -> dict[str, Any]:
 ROW_OF_TOPIC: dict[str, Callable[[bytes], dict[str, Any]]] = {
     topics.RAW: _raw_row,
     topics.TOUCHES: _touch_row,
+    topics.CONVERSIONS: orjson.loads,
+    topics.SPEND: orjson.loads,
     topics.DEAD_LETTERS: _dead_row,
 }
 
@@ -74,7 +77,8 @@ def convert(topic: str, values: list[bytes]) -> tuple[list[dict[str, Any]], list
 
 
 def row_id(row: dict[str, Any]) -> str:
-    return str(row.get("event_id") or row.get("touch_id") or hashlib.sha1(orjson.dumps(row)).hexdigest())
+    return str(row.get("conversion_id") or row.get("row_id") or row.get("event_id") or row.get("touch_id")
+               or hashlib.sha1(orjson.dumps(row)).hexdigest())
 
 
 def batch_token(table: str, ids: list[str]) -> str:

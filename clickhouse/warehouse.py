@@ -21,6 +21,7 @@ import orjson
 # Same output on both engines: decimals as strings (money is never a float), 64-bit ints as numbers.
 _READ_SETTINGS = {
     "output_format_json_quote_decimals": 1,
+    "output_format_decimal_trailing_zeros": 1,  # "150000.00", not "150000": money keeps its cents
     "output_format_json_quote_64bit_integers": 0,
     "do_not_merge_across_partitions_select_final": 1,
 }

@@ -27,6 +27,7 @@ from schemas.reasons import RejectReason
 
 from .bodies import BadEncoding, TooLarge, read_body
 from .cors import cors_headers, origin_allowed, preflight
+from .spend import parse_spend, rows_of_body
 from .ingest import IngestRules, Refusal, decode_body, envelope_of_draft, messages_of, parse
 from .privacy import Hasher
 from .vendors.base import Refused, VendorRequest
@@ -267,6 +268,40 @@ def create_app(
         return Response(result.reply.body, status_code=result.reply.status, media_type=result.reply.content_type)
 
     app.add_route("/webhooks/{vendor}/{project_key}", webhook, methods=["GET", "POST"], include_in_schema=False)
+
+    async def spend(request: Request) -> Response:
+        """POST /api/spend: CSV or JSON rows of daily spend (write key)."""
+        route = "spend"
+        key = _header_write_key(request)
+        project = await projects.by_write_key(key) if key else None
+        if project is None:
+            return _unknown_key(route, key)
+        body = await _body(request, route)
+        if isinstance(body, Response):
+            return body
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        rows = rows_of_body(body, ctype)
+        if isinstance(rows, str):
+            return _refuse(metrics, route, 400, RejectReason.schema_violation, rows)
+        parsed = parse_spend(rows, project.project_id, datetime.now(timezone.utc), config.default_currency,
+                             first_line=0 if "json" in ctype else 2)
+        if parsed.errors:
+            metrics.rejected.labels(route, RejectReason.schema_violation.value).inc()
+            return _json({"ok": False, "reason": "schema_violation", "detail": parsed.errors[0],
+                          "errors": parsed.errors}, 400)
+        try:
+            await publish(topics.RAW, [(e.key, e.to_bytes()) for e in parsed.envelopes])
+        except Exception as exc:
+            log.warning("publish failed: %s", exc)
+            return _json({"ok": False, "reason": "unavailable", "detail": "could not be stored; retry later"},
+                         503, {"Retry-After": "5"})
+        metrics.accepted.labels(route).inc(len(parsed.envelopes))
+        days = sorted({e.properties["date"] for e in parsed.envelopes})
+        return _json({"ok": True, "import_id": parsed.import_id, "rows": len(parsed.envelopes),
+                      "from": days[0], "to": days[-1],
+                      "sources": sorted({e.properties["source"] for e in parsed.envelopes})})
+
+    app.add_route("/api/spend", spend, methods=["POST"], include_in_schema=False)
     app.add_route("/collect", collect, methods=["POST", "OPTIONS"], include_in_schema=False)
     app.add_route("/v1/batch", segment_route(None), methods=["POST", "OPTIONS"], include_in_schema=False)
     for kind in ("track", "page", "identify", "alias"):
@@ -295,15 +330,17 @@ def create_app(
         name: str,
         date_from: str | None = Query(None, alias="from", description="first day, YYYY-MM-DD (default: 30 days ago)"),
         date_to: str | None = Query(None, alias="to", description="last day, inclusive (default: today)"),
-        model: str = Query("last_non_direct"),
-        currency: str = Query("KZT"),
+        model: str = Query("last_non_direct", description="first_touch, last_touch, last_non_direct"),
+        currency: str | None = Query(None, description="ISO code; default: the installation's default currency"),
+        lookback_days: int | None = Query(None, description="attribution lookback window, days (default 90)"),
         format: str = Query("json", pattern="^(json|csv)$"),
         project: str | None = Query(None, description="only with the local admin token"),
     ) -> Response:
         found = await reader(request, project)
         if isinstance(found, Response):
             return found
-        query = {k: v for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency}.items() if v}
+        query = {k: str(v) for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency,
+                                        "lookback_days": lookback_days}.items() if v}
         try:
             result = await run_report(name, found.project_id, query)
         except LookupError as exc:

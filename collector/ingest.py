@@ -241,9 +241,17 @@ def envelope_of_draft(draft: Draft, project: str, received_at: datetime, rules: 
         timestamp=ts,
         received_at=received_at,
         event=draft.event,
-        context=EventContext(page_url=draft.page_url, campaign=dict(draft.campaign)),
+        context=EventContext(page_url=draft.page_url, campaign=_segment_campaign(draft.campaign)),
         properties=without_pii(props),
         ids=ids,
         masked=masked,
         flags=tuple(flags),
     )
+
+
+def _segment_campaign(campaign: dict[str, str]) -> dict[str, str]:
+    """Vendors say utm_campaign's value is the 'campaign'; Segment (and our envelope) calls it 'name'."""
+    out = {k.removeprefix("utm_"): str(v) for k, v in campaign.items() if v not in (None, "")}
+    if "campaign" in out:
+        out.setdefault("name", out.pop("campaign"))
+    return out

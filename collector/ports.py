@@ -37,6 +37,7 @@ class CollectorConfig:
     admin_token: str = ""  # local admin (CLI talking to a running server); empty disables
     pii_key: bytes = b""  # HMAC key for phone/email/chat identifiers; required
     default_region: str = "KZ"  # phones without a country code are read as this country's
+    default_currency: str = "KZT"  # spend rows without a currency
     trusted_proxies: tuple[str, ...] = ()  # CIDRs whose X-Forwarded-For is believed
     rate_limit_ip_rps: float = 200.0  # requests per second per client address (burst 2x); 0 = off
     rate_limit_key_eps: float = 5000.0  # events per second per project (burst 2x); 0 = off

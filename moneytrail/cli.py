@@ -290,7 +290,7 @@ def projects_rotate(name: str, data_dir: Optional[Path] = DataDir, as_json: bool
 def projects_configure(
     name: str = typer.Argument(..., help="project name or id"),
     vendor: str = typer.Argument(..., help="stripe, yookassa, cloudpayments, payment, amocrm, bitrix24, crm, calls, calltouch, ringostat, whatsapp, telegram"),
-    settings_: list[str] = typer.Argument(None, metavar="KEY=VALUE...", help="a value that parses as JSON is taken as JSON (lists, numbers); KEY= removes the setting"),
+    settings_: list[str] = typer.Argument(None, metavar="KEY=VALUE...", help="values are text; [..] and {..} are JSON lists and mappings, true/false switches; KEY= removes the setting"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Set a vendor's settings for a project: signing secrets, account ids, field mappings.
@@ -310,10 +310,13 @@ def projects_configure(
         if raw == "":
             values[key] = None
             continue
-        try:
-            values[key] = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            values[key] = raw
+        if raw[:1] in ("[", "{") or raw in ("true", "false"):  # lists, mappings, switches
+            try:
+                values[key] = orjson.loads(raw)
+                continue
+            except orjson.JSONDecodeError:
+                pass
+        values[key] = raw  # everything else stays text: a secret of digits is still a secret
     settings = root.load_settings(data_dir=data_dir)
     pid = project_id_of(name)
     server = _server_or_none(settings)
@@ -341,7 +344,8 @@ def report(
     date_from: Optional[str] = typer.Option(None, "--from", help="first day YYYY-MM-DD"),
     date_to: Optional[str] = typer.Option(None, "--to", help="last day YYYY-MM-DD (inclusive)"),
     model: str = typer.Option("last_non_direct"),
-    currency: str = typer.Option("KZT"),
+    currency: Optional[str] = typer.Option(None, help="ISO code (default MONEYTRAIL_DEFAULT_CURRENCY)"),
+    lookback_days: Optional[int] = typer.Option(None, "--lookback-days", help="attribution window (default 90)"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
@@ -349,7 +353,8 @@ def report(
     from collector.app import _csv
 
     settings = root.load_settings(data_dir=data_dir)
-    query = {k: v for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency}.items() if v}
+    query = {k: str(v) for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency,
+                                    "lookback_days": lookback_days}.items() if v}
     server = _server_or_none(settings)
     if server:
         if project is None:
@@ -363,7 +368,7 @@ def report(
         try:
             project = project or _only_project([p.project_id for p in store.list()])
             try:
-                result = reports.run(wh, root.report_request(name, project, query))
+                result = reports.run(wh, root.report_request(name, project, query, settings.default_currency))
             except (LookupError, ValueError) as exc:
                 err.print(f"[red]{exc}[/red]")
                 raise typer.Exit(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -16,7 +17,7 @@ from clickhouse import reports
 from clickhouse.kafka_sink import run_kafka_sink
 from clickhouse.migrate import migrate
 from clickhouse.projects import ProjectStore
-from clickhouse.sink import BatchingSink
+from clickhouse.sink import TABLE_OF_TOPIC, BatchingSink
 from clickhouse.warehouse import Warehouse, open_warehouse
 from collector.app import create_app
 from collector.ports import CollectorConfig
@@ -68,10 +69,15 @@ def channel_rules(settings: Settings) -> ChannelRules:
 
 
 def processor_config(settings: Settings) -> ProcessorConfig:
-    return ProcessorConfig(channel_rules(settings), timedelta(minutes=settings.session_timeout_minutes))
+    return ProcessorConfig(channel_rules(settings), timedelta(minutes=settings.session_timeout_minutes),
+                           settings.default_currency)
 
 
-def report_request(name: str, project: str, query: dict[str, str]) -> reports.ReportRequest:
+def sink_topics() -> tuple[str, ...]:
+    return tuple(TABLE_OF_TOPIC)
+
+
+def report_request(name: str, project: str, query: dict[str, str], default_currency: str = "KZT") -> reports.ReportRequest:
     """Report parameters from the query string, with clear errors."""
     try:
         date_to = date.fromisoformat(query["to"]) if query.get("to") else datetime.now(timezone.utc).date()
@@ -84,8 +90,19 @@ def report_request(name: str, project: str, query: dict[str, str]) -> reports.Re
         raise ValueError(f"a range may span at most {MAX_RANGE_DAYS} days")
     if name not in reports.NAMES:
         raise LookupError(f"no report {name!r}; reports: {', '.join(reports.NAMES)}")
-    return reports.ReportRequest(name, project, date_from, date_to,
-                                 model=query.get("model", "last_non_direct"), currency=query.get("currency", "KZT"))
+    model = query.get("model") or "last_non_direct"
+    if model not in reports.QUERY_TIME_MODELS:
+        raise ValueError(f"model {model!r} is not available in reports yet; use one of {', '.join(reports.QUERY_TIME_MODELS)}")
+    currency = (query.get("currency") or default_currency).upper()
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        raise ValueError("currency must be a 3-letter ISO code such as KZT or RUB")
+    try:
+        lookback = int(query.get("lookback_days") or 90)
+    except ValueError:
+        raise ValueError("lookback_days must be a whole number of days") from None
+    if not 1 <= lookback <= 3650:
+        raise ValueError("lookback_days must be between 1 and 3650")
+    return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback)
 
 
 @dataclass
@@ -117,13 +134,14 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         admin_token=admin_token,
         pii_key=pii_key(settings),
         default_region=settings.default_region,
+        default_currency=settings.default_currency,
         trusted_proxies=settings.trusted_proxies,
         rate_limit_ip_rps=settings.rate_limit_ip_rps,
         rate_limit_key_eps=settings.rate_limit_key_eps,
     )
 
     async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:
-        req = report_request(name, project, query)
+        req = report_request(name, project, query, settings.default_currency)
         return await asyncio.to_thread(reports.run, wh, req)
 
     server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]
@@ -133,7 +151,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds)
         runner = EmbeddedRunner(processor_config(settings), bus.publish, RocksState(settings.data_dir / "state" / "visitors"))
         bus.subscribe(topics.RAW, runner.handle_raw)
-        for topic in (topics.RAW, topics.TOUCHES, topics.DEAD_LETTERS):
+        for topic in sink_topics():
             bus.subscribe(topic, sink.put)
         server.memory_bus, server.sink, server.runner = bus, sink, runner
 

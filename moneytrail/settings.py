@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     rate_limit_ip_rps: float = Field(200.0, description="ingest requests per second per client address (burst 2x); 0 turns it off")
     rate_limit_key_eps: float = Field(5000.0, description="ingest events per second per project (burst 2x); 0 turns it off")
     pii_key: str = Field("", description="secret for keyed hashes of phones/emails (>= 32 chars); embedded mode makes one in the data dir")
+    default_currency: str = Field("KZT", description="currency of money that arrives without one, and of reports by default")
     default_region: str = Field("KZ", description="country of phone numbers written without a country code")
     trusted_proxies: tuple[str, ...] = Field((), description="CIDRs of load balancers whose X-Forwarded-For is believed")
     log_level: str = "info"

@@ -138,6 +138,7 @@ class SpendRow(BaseModel):
     currency: Currency
     clicks: int = Field(0, ge=0)
     impressions: int = Field(0, ge=0)
+    import_id: Short = ""  # set by the collector: the latest import of a (day, source) replaces earlier ones
 
     _money = field_validator("cost", mode="before")(_decimal_from_json)
 

@@ -27,4 +27,8 @@ def records_of(result: StepResult) -> dict[str, list[tuple[bytes, bytes]]]:
     out: dict[str, list[tuple[bytes, bytes]]] = {}
     if result.touches:
         out[topics.TOUCHES] = [(t.project.encode(), t.to_bytes()) for t in result.touches]
+    if result.conversions:
+        out[topics.CONVERSIONS] = [(c.project.encode(), c.to_bytes()) for c in result.conversions]
+    if result.spend:
+        out[topics.SPEND] = [(s.row["project"].encode(), s.to_bytes()) for s in result.spend]
     return out

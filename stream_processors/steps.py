@@ -6,6 +6,8 @@ project:anonymous_id)."""
 from __future__ import annotations
 
 import logging
+
+import orjson
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Union
@@ -17,6 +19,7 @@ from schemas.reasons import RejectReason
 from schemas.touch import Touch
 
 from .channels import ChannelRules, classify
+from .conversions import ConversionRecord, conversions_of
 from .sessions import DEFAULT_TIMEOUT, VisitorSessions, hit_of, sessionize
 
 log = logging.getLogger("moneytrail.processors")
@@ -30,6 +33,17 @@ _BOT_MARKERS = ("bot", "crawler", "spider", "slurp", "headlesschrome", "lighthou
 class ProcessorConfig:
     rules: ChannelRules
     session_timeout: timedelta = DEFAULT_TIMEOUT
+    default_currency: str = "KZT"
+
+
+@dataclass(frozen=True)
+class SpendRecord:
+    """A spend row with its channel, by the same rules as visits."""
+
+    row: dict
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.row)
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,8 @@ class Emitted:
     """A step accepted its input and emits these records (possibly none)."""
 
     touches: tuple[Touch, ...] = ()
+    conversions: tuple[ConversionRecord, ...] = ()
+    spend: tuple[SpendRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,9 +98,24 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
     env = decode(payload)
     if isinstance(env, DeadLetter):
         return visitor, env
+    if env.type == "spend":
+        return visitor, Emitted(spend=(spend_of(config.rules, env),))
     if env.type != "pageview":
-        return visitor, Emitted()
+        return visitor, Emitted(conversions=conversions_of(env, config.default_currency))
     ctx = env.context
     where = classify(config.rules, ctx.page_url, ctx.referrer, ctx.campaign)
     new, touches = sessionize(visitor, hit_of(env, where, is_bot(ctx.user_agent)), config.session_timeout)
     return new, Emitted(touches=touches)
+
+
+def spend_of(rules: ChannelRules, env: Envelope) -> SpendRecord:
+    p = env.properties
+    source, medium = rules.fold_source(str(p.get("source", ""))), rules.fold_medium(str(p.get("medium", "")))
+    return SpendRecord({
+        "project": env.project, "day": p["date"], "source": source, "medium": medium or "(none)",
+        "campaign": str(p.get("campaign", "")).strip().lower(), "ad": str(p.get("ad", "")),
+        "keyword": str(p.get("keyword", "")), "channel": rules.channel_of(source, medium),
+        "cost": str(p["cost"]), "currency": str(p["currency"]).upper(), "clicks": int(p.get("clicks") or 0),
+        "impressions": int(p.get("impressions") or 0), "import_id": str(p.get("import_id", "")),
+        "imported_at": env.received_at.isoformat(), "row_id": env.event_id,
+    })

@@ -1,15 +1,88 @@
--- Visits per channel, and the total row in the same read (one snapshot: the total always equals
--- the rows, even while events stream in). A visit is a touch; bots are excluded. Visitors are
--- counted once in the total, not summed over channels.
+-- The channel report: visits, leads, sales, revenue and spend per channel, with the metrics a
+-- business reads, and the total row from the same snapshot (GROUPING SETS). Conversions are
+-- credited at query time by {model}: first_touch, last_touch or last_non_direct (the Yandex
+-- Metrica / GA default: the last touch that was not a direct visit, else the last touch) over the
+-- visitor's touches in the {lookback} days before the conversion; conversions with no touch go to
+-- the "(unattributed)" row. Revenue = payments + refunds in {currency}; a project with no payment
+-- in the period takes revenue from its sales' values instead. Spend: the latest import of each
+-- (day, source). Ratios are fractions (roi 7.0 = 700%); money is exact decimal.
+WITH
+    conv AS (
+        SELECT conversion_id, kind, at, value, currency, anonymous_id
+        FROM conversions FINAL
+        WHERE project = {project:String}
+          AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}
+          AND kind IN ('lead', 'sale', 'payment', 'refund')
+    ),
+    tch AS (
+        SELECT anonymous_id, started_at, channel, source != '(direct)' AS non_direct
+        FROM touches FINAL
+        WHERE project = {project:String}
+          AND started_at >= {from:DateTime64(3, 'UTC')} - toIntervalDay({lookback:UInt32})
+          AND started_at < {to:DateTime64(3, 'UTC')}
+          AND NOT is_bot
+          AND anonymous_id IN (SELECT anonymous_id FROM conv WHERE anonymous_id != '')
+    ),
+    credited AS (
+        SELECT
+            c.conversion_id AS conversion_id,
+            any(c.kind) AS kind,
+            any(c.value) AS value,
+            any(c.currency) AS currency,
+            multiIf(
+                countIf((t.anonymous_id != '' AND t.started_at <= c.at
+                         AND t.started_at >= c.at - toIntervalDay({lookback:UInt32})) AS in_window) = 0, '(unattributed)',
+                {model:String} = 'first_touch', argMinIf(t.channel, t.started_at, in_window),
+                {model:String} = 'last_touch', argMaxIf(t.channel, t.started_at, in_window),
+                argMaxIf(t.channel, (t.non_direct, t.started_at), in_window)) AS channel
+        FROM conv AS c
+        LEFT JOIN tch AS t ON t.anonymous_id = c.anonymous_id
+        GROUP BY c.conversion_id
+    ),
+    (SELECT count() > 0 FROM conv WHERE kind IN ('payment', 'refund')) AS has_payments,
+    parts AS (
+        SELECT channel, count() AS visits, 0 AS leads, 0 AS sales,
+               toDecimal128(0, 2) AS revenue, toDecimal128(0, 2) AS spend
+        FROM touches FINAL
+        WHERE project = {project:String}
+          AND started_at >= {from:DateTime64(3, 'UTC')} AND started_at < {to:DateTime64(3, 'UTC')}
+          AND NOT is_bot
+        GROUP BY channel
+        UNION ALL
+        SELECT channel, 0, countIf(kind = 'lead'), countIf(kind = 'sale'),
+               toDecimal128(sumIf(value, currency = {currency:String}
+                                  AND if(has_payments, kind IN ('payment', 'refund'), kind = 'sale')), 2),
+               toDecimal128(0, 2)
+        FROM credited
+        GROUP BY channel
+        UNION ALL
+        SELECT channel, 0, 0, 0, toDecimal128(0, 2), toDecimal128(sum(cost), 2)
+        FROM ad_spend FINAL
+        WHERE project = {project:String}
+          AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
+          AND currency = {currency:String}
+          AND (day, source, import_id) IN (
+              SELECT day, source, argMax(import_id, imported_at)
+              FROM ad_spend FINAL
+              WHERE project = {project:String}
+                AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
+              GROUP BY day, source)
+        GROUP BY channel
+    )
 SELECT
     grouping(channel) AS is_total,
     channel,
-    count() AS visits,
-    uniqExact(anonymous_id) AS visitors
-FROM touches FINAL
-WHERE project = {project:String}
-  AND started_at >= {from:DateTime64(3, 'UTC')}
-  AND started_at < {to:DateTime64(3, 'UTC')}
-  AND NOT is_bot
+    sum(visits) AS visits,
+    sum(leads) AS leads,
+    sum(sales) AS sales,
+    if(leads > 0, round(sales / leads, 4), NULL) AS conversion,
+    sum(revenue) AS revenue,
+    sum(spend) AS spend,
+    -- divisions at 6 decimals, then rounded half away from zero: Decimal division truncates
+    if(leads > 0, toDecimal128(round(toDecimal128(spend, 6) / leads, 2), 2), NULL) AS cpl,
+    if(sales > 0, toDecimal128(round(toDecimal128(spend, 6) / sales, 2), 2), NULL) AS cpo,
+    if(spend > 0, toFloat64(round((toDecimal128(revenue, 6) - spend) / spend, 4)), NULL) AS roi,
+    if(sales > 0, toDecimal128(round(toDecimal128(revenue, 6) / sales, 2), 2), NULL) AS average_check
+FROM parts
 GROUP BY GROUPING SETS ((channel), ())
-ORDER BY is_total, visits DESC, channel
+ORDER BY is_total, revenue DESC, visits DESC, channel

@@ -46,6 +46,10 @@ def test_the_same_touch_delivered_twice_counts_once(chdb_wh):
     assert chdb_wh.rows("SELECT count() AS c FROM touches FINAL WHERE project = {p:String}", {"p": p}) == [{"c": 1}]
 
 
+def _visits(out):
+    return {r["channel"]: r["visits"] for r in out["rows"]}
+
+
 def test_channel_report_counts_visits_per_channel_without_bots(chdb_wh):
     p = f"p{uuid.uuid4().hex[:8]}"
     chdb_wh.insert("touches", [
@@ -54,9 +58,8 @@ def test_channel_report_counts_visits_per_channel_without_bots(chdb_wh):
         _touch(p, "t5", "Direct", day="2026-10-01"),
     ])
     out = reports.run(chdb_wh, reports.ReportRequest("channels", p, date(2026, 11, 1), date(2026, 11, 30)))
-    assert out["rows"] == [{"channel": "Paid Search", "visits": 2, "visitors": 2},
-                           {"channel": "Direct", "visits": 1, "visitors": 1}]
-    assert out["total"] == {"visits": 3, "visitors": 2}
+    assert _visits(out) == {"Paid Search": 2, "Direct": 1}
+    assert (out["total"]["visits"], out["total"]["leads"], out["total"]["revenue"]) == (3, 0, "0.00")
     assert (out["from"], out["to"], out["report"]) == ("2026-11-01", "2026-11-30", "channels")
 
 
@@ -111,7 +114,9 @@ async def test_batching_sink_flushes_by_size_and_on_stop(chdb_wh):
 
 def test_an_empty_report_still_has_a_zero_total_row(chdb_wh):
     out = reports.run(chdb_wh, reports.ReportRequest("channels", "nobody", date(2026, 1, 1), date(2026, 1, 2)))
-    assert out["rows"] == [] and out["total"] == {"visits": 0, "visitors": 0}
+    assert out["rows"] == []
+    assert out["total"] == {"visits": 0, "leads": 0, "sales": 0, "conversion": None, "revenue": "0.00",
+                            "spend": "0.00", "cpl": None, "cpo": None, "roi": None, "average_check": None}
 
 
 async def test_a_record_the_sink_cannot_read_becomes_a_dead_letter_not_a_crash(chdb_wh):
@@ -137,3 +142,58 @@ def test_vendor_settings_are_merged_per_vendor_and_survive_key_rotation(chdb_wh)
     found = asyncio.run(store.by_webhook_secret(new.webhook_secret))
     assert found.vendor_config == {"stripe": {"old": "x"}, "amocrm": {"account_id": "29"}}
     assert asyncio.run(store.by_webhook_secret(creds.webhook_secret)) is None
+
+
+
+def _conv(project, cid, kind, at, anon, value="0", currency="KZT"):
+    return {"project": project, "conversion_id": cid, "kind": kind, "source": "test", "at": at, "value": value,
+            "currency": currency, "anonymous_id": anon, "user_id": "", "deal_id": "", "stage": "", "stage_kind": "",
+            "event_id": cid, "ids": {}}
+
+
+def _t(project, tid, channel, at, anon, source="x"):
+    return {**_touch(project, tid, channel, anon=anon), "started_at": at, "source": source}
+
+
+@pytest.mark.parametrize("model, channel", [("first_touch", "Paid Social"), ("last_touch", "Direct"),
+                                            ("last_non_direct", "Organic Search")])
+def test_query_time_models_credit_the_seed_journey(chdb_wh, model, channel):
+    """Instagram click, Google search a week later, direct 3 days later, then a purchase."""
+    p = f"p{uuid.uuid4().hex[:8]}"
+    chdb_wh.insert("touches", [
+        _t(p, "ig", "Paid Social", "2026-11-01T10:00:00Z", "a1", "instagram"),
+        _t(p, "gg", "Organic Search", "2026-11-08T10:00:00Z", "a1", "google"),
+        _t(p, "dd", "Direct", "2026-11-11T10:00:00Z", "a1", "(direct)"),
+    ])
+    chdb_wh.insert("conversions", [
+        _conv(p, "lead-1", "lead", "2026-11-11T10:05:00Z", "a1"),
+        _conv(p, "sale-1", "sale", "2026-11-11T11:00:00Z", "a1", "150000.00"),
+        _conv(p, "pay-1", "payment", "2026-11-11T11:00:00Z", "a1", "150000.00"),
+        _conv(p, "pay-2", "payment", "2026-11-12T11:00:00Z", "nobody", "5000.00"),  # no touch at all
+        _conv(p, "pay-3", "payment", "2026-11-12T11:00:00Z", "a1", "99.00", "RUB"),  # another currency
+    ])
+    out = reports.run(chdb_wh, reports.ReportRequest("channels", p, date(2026, 11, 1), date(2026, 11, 30), model=model))
+    rows = {r["channel"]: r for r in out["rows"]}
+    assert (rows[channel]["leads"], rows[channel]["sales"], rows[channel]["revenue"]) == (1, 1, "150000.00")
+    assert rows["(unattributed)"]["revenue"] == "5000.00"
+    assert out["total"]["revenue"] == "155000.00" and out["total"]["visits"] == 3
+    others = [c for c in rows if c not in (channel, "(unattributed)")]
+    assert all(rows[c]["revenue"] == "0.00" for c in others)
+
+
+def test_lookback_window_and_spend_reimport(chdb_wh):
+    p = f"p{uuid.uuid4().hex[:8]}"
+    chdb_wh.insert("touches", [_t(p, "old", "Paid Search", "2026-07-01T10:00:00Z", "a1", "google")])
+    chdb_wh.insert("conversions", [_conv(p, "lead-1", "lead", "2026-11-02T10:00:00Z", "a1")])
+    spend = lambda imp, at, cost, campaign: {  # noqa: E731
+        "project": p, "day": "2026-11-02", "source": "google", "medium": "cpc", "campaign": campaign, "ad": "",
+        "keyword": "", "channel": "Paid Search", "cost": cost, "currency": "KZT", "clicks": 1, "impressions": 1,
+        "import_id": imp, "imported_at": at, "row_id": f"{imp}-{campaign}"}
+    chdb_wh.insert("ad_spend", [spend("i1", "2026-11-03T00:00:00Z", "100.00", "a"), spend("i1", "2026-11-03T00:00:00Z", "50.00", "b")])
+    chdb_wh.insert("ad_spend", [spend("i2", "2026-11-04T00:00:00Z", "70.00", "a")])  # re-import of the day
+    req = lambda lb: reports.ReportRequest("channels", p, date(2026, 11, 1), date(2026, 11, 30), lookback_days=lb)  # noqa: E731
+    short, long = reports.run(chdb_wh, req(90)), reports.run(chdb_wh, req(150))
+    assert {r["channel"]: r["leads"] for r in short["rows"] if r["leads"]} == {"(unattributed)": 1}
+    assert {r["channel"]: r["leads"] for r in long["rows"] if r["leads"]} == {"Paid Search": 1}
+    assert short["total"]["spend"] == "70.00"  # the second import replaced the whole day
+    assert long["total"]["cpl"] == "70.00"
