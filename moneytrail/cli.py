@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,7 +21,7 @@ from .local import DataDirLock, RunningServer, running_server
 app = typer.Typer(help="moneytrail: end-to-end marketing analytics, self-hosted.", no_args_is_help=True)
 projects_app = typer.Typer(help="Projects and their keys.", no_args_is_help=True)
 app.add_typer(projects_app, name="projects")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # piped output keeps whole columns
 err = Console(stderr=True)
 
 DataDir = typer.Option(None, "--data-dir", help="local state folder (MONEYTRAIL_DATA_DIR)")
@@ -402,11 +403,15 @@ def _print_table(result: dict[str, Any]) -> None:
                   show_footer=True)
     for col in columns:
         numeric = col not in labels
-        table.add_column(col, footer=str(total.get(col, "")) if numeric else ("Total" if col == labels[0] else ""),
+        table.add_column(col, footer=_cell(total.get(col, "")) if numeric else ("Total" if col == labels[0] else ""),
                          justify="right" if numeric else "left")
     for row in rows:
-        table.add_row(*(str(row.get(c, "")) for c in columns))
+        table.add_row(*(_cell(row.get(c, "")) for c in columns))
     console.print(table)
+
+
+def _cell(value: Any) -> str:
+    return "—" if value is None else str(value)
 
 
 def main() -> None:

@@ -49,9 +49,9 @@ def test_report_needs_a_project_and_valid_dates(env):
     bad = _run(env, "report", "channels", "--from", "2026-13-01", ok=False)
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
     table = _run(env, "report", "channels", "--from", "2026-11-01", "--to", "2026-11-02").stdout
-    assert "visits" in table and "Total" in table
+    assert all(col in table for col in ("visits", "leads", "sales", "revenue", "spend", "cpl", "roi", "Total"))
     csv = _run(env, "report", "channels", "--format", "csv").stdout
-    assert csv.splitlines()[0] == "visits,visitors" and csv.splitlines()[-1].startswith("0,0")
+    assert csv.splitlines()[0].startswith("visits,leads,sales") and csv.splitlines()[-1].startswith("0,0,0")
 
 
 def test_every_command_has_help(env):
