@@ -24,7 +24,7 @@ from .warehouse import Warehouse, WarehouseError
 log = logging.getLogger("moneytrail.sink")
 
 TABLE_OF_TOPIC = {topics.RAW: "raw_events", topics.TOUCHES: "touches", topics.CONVERSIONS: "conversions",
-                  topics.SPEND: "ad_spend", topics.DEAD_LETTERS: "dead_letters"}
+                  topics.SPEND: "ad_spend", topics.LEASES: "leases", topics.DEAD_LETTERS: "dead_letters"}
 
 
 def _raw_row(value: bytes) -> dict[str, Any]:
@@ -57,6 +57,7 @@ ROW_OF_TOPIC: dict[str, Callable[[bytes], dict[str, Any]]] = {
     topics.TOUCHES: _touch_row,
     topics.CONVERSIONS: orjson.loads,
     topics.SPEND: orjson.loads,
+    topics.LEASES: orjson.loads,
     topics.DEAD_LETTERS: _dead_row,
 }
 
@@ -78,6 +79,7 @@ def convert(topic: str, values: list[bytes]) -> tuple[list[dict[str, Any]], list
 
 def row_id(row: dict[str, Any]) -> str:
     return str(row.get("conversion_id") or row.get("row_id") or row.get("event_id") or row.get("touch_id")
+               or (f"{row['lease_id']}:{row['expires_at']}" if "lease_id" in row else "")
                or hashlib.sha1(orjson.dumps(row)).hexdigest())
 
 

@@ -8,8 +8,10 @@ import base64
 import csv
 import io
 import logging
+import hashlib
 import ipaddress
 import time
+from pathlib import Path
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -26,12 +28,14 @@ from schemas.project import Project, key_hash
 from schemas.reasons import RejectReason
 
 from .bodies import BadEncoding, TooLarge, read_body
+from .calltracking import Lease, Pool, PoolConfig, lease_envelope
+from .calltracking import answer as lease_answer
 from .cors import cors_headers, origin_allowed, preflight
 from .spend import parse_spend, rows_of_body
 from .ingest import IngestRules, Refusal, decode_body, envelope_of_draft, messages_of, parse
 from .privacy import Hasher
 from .vendors.base import Refused, VendorRequest
-from .vendors.registry import VENDORS, mapper_of
+from .vendors.registry import CONFIGURABLE, VENDORS, mapper_of
 from .limits import TokenBuckets
 from .metrics import CollectorMetrics
 from .ports import CollectorConfig, ProjectDirectory, Publish, RunReport
@@ -112,6 +116,7 @@ def create_app(
     on_start: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
     gauges: dict[str, tuple[str, Callable[[], float]]] | None = None,
+    load_leases: Callable[[str], Awaitable[list[Lease]]] | None = None,
 ) -> FastAPI:
     if len(config.pii_key) < 16:
         raise ValueError("the collector needs a PII key of at least 16 bytes to hash phones and emails")
@@ -302,6 +307,84 @@ def create_app(
                       "sources": sorted({e.properties["source"] for e in parsed.envelopes})})
 
     app.add_route("/api/spend", spend, methods=["POST"], include_in_schema=False)
+
+    tracker_path = Path(__file__).parent / "static" / "tracker.js"
+    tracker = {"body": b"", "etag": "", "mtime": -1.0}
+
+    async def tracker_js(request: Request) -> Response:
+        mtime = tracker_path.stat().st_mtime
+        if mtime != tracker["mtime"]:  # read once, again only when the file changes (upgrades)
+            body = tracker_path.read_bytes()
+            tracker.update(body=body, etag='"' + hashlib.sha256(body).hexdigest()[:16] + '"', mtime=mtime)
+        headers = {"Cache-Control": "public, max-age=3600", "ETag": tracker["etag"]}
+        if request.headers.get("if-none-match") == tracker["etag"]:
+            return Response(status_code=304, headers=headers)
+        return Response(tracker["body"], media_type="application/javascript; charset=utf-8", headers=headers)
+
+    app.add_route("/tracker.js", tracker_js, methods=["GET"], include_in_schema=False)
+
+    pools: dict[str, tuple[Any, Pool]] = {}
+
+    async def pool_of(project: Project) -> Pool | str:
+        settings = project.vendor_config.get("calltracking", {})
+        known = pools.get(project.project_id)
+        if known is not None and known[0] == settings:
+            return known[1]
+        config_ = PoolConfig.of(settings, config.default_region)
+        if isinstance(config_, str):
+            return config_
+        pool = Pool(config_)
+        if known is not None:  # configuration changed: keep the leases of numbers still in the pool
+            pool.restore(list(known[1].by_number.values()))
+        elif load_leases is not None:  # first use since start: the leases still running
+            pool.restore(await load_leases(project.project_id))
+        pools[project.project_id] = (dict(settings), pool)
+        return pool
+
+    async def lease(request: Request) -> Response:
+        """POST /api/calltracking/lease {write_key, anonymous_id}: a tracking number for this visitor."""
+        route = "lease"
+        if request.method == "OPTIONS":
+            return preflight(request.headers.get("origin"))
+        ip = client_ip(request, trusted)
+        if (wait := per_ip.take(ip or "?")) > 0:
+            return _limited(route, wait, "address")
+        body = await _body(request, route)
+        if isinstance(body, Response):
+            return body
+        data = decode_body(body)
+        if isinstance(data, Refusal):
+            return _refuse(metrics, route, 400, data.reason, data.detail)
+        key = _header_write_key(request) or _body_write_key(data)
+        project = await projects.by_write_key(key) if key else None
+        if project is None:
+            return _unknown_key(route, key)
+        origin = request.headers.get("origin")
+        if origin and not origin_allowed(origin, project.origins):
+            return _refuse(metrics, route, 403, RejectReason.origin_not_allowed, f"origin {origin} is not allowed")
+        cors = cors_headers(origin)
+        anon = data.get("anonymous_id") if isinstance(data, dict) else None
+        if not isinstance(anon, str) or not 0 < len(anon) <= 256:
+            return _refuse(metrics, route, 400, RejectReason.schema_violation, "anonymous_id is required", cors)
+        pool = await pool_of(project)
+        if isinstance(pool, str):
+            return _refuse(metrics, route, 404, RejectReason.schema_violation, pool, cors)
+        now = datetime.now(timezone.utc)
+        got, changed = pool.lease(anon, now)
+        if got is None:
+            metrics.rejected.labels(route, "pool_exhausted").inc()
+        elif changed:
+            env = lease_envelope(project.project_id, got, now, pool.config.grace_minutes)
+            try:
+                await publish(topics.RAW, [(env.key, env.to_bytes())])
+            except Exception as exc:  # unrecorded, a call to this number could not be matched: show the default
+                log.warning("lease not recorded: %s", exc)
+                return Response(lease_answer(None, pool.config), media_type="application/json",
+                                headers={**cors, "Retry-After": "5"}, status_code=503)
+            metrics.accepted.labels(route).inc()
+        return Response(lease_answer(got, pool.config), media_type="application/json", headers=cors)
+
+    app.add_route("/api/calltracking/lease", lease, methods=["POST", "OPTIONS"], include_in_schema=False)
     app.add_route("/collect", collect, methods=["POST", "OPTIONS"], include_in_schema=False)
     app.add_route("/v1/batch", segment_route(None), methods=["POST", "OPTIONS"], include_in_schema=False)
     for kind in ("track", "page", "identify", "alias"):
@@ -372,8 +455,8 @@ def create_app(
     async def admin_configure(request: Request, project_id: str, vendor: str) -> Response:
         if (denied := _admin(request)) is not None:
             return denied
-        if vendor not in VENDORS:
-            return _json({"ok": False, "reason": "unknown_vendor", "detail": f"vendors: {', '.join(VENDORS)}"}, 404)
+        if vendor not in CONFIGURABLE:
+            return _json({"ok": False, "reason": "unknown_vendor", "detail": f"vendors: {', '.join(CONFIGURABLE)}"}, 404)
         values = orjson.loads(await request.body() or b"{}")
         try:
             now = await asyncio.to_thread(projects.configure, project_id, vendor, values)

@@ -146,6 +146,10 @@ def envelope_of(
     ids = dict(who.ids)
     if msg.userId:
         ids["user"] = msg.userId
+    for prop, kind in (("ref_code", "ref"), ("promo_code", "promo")):  # the tracker's messenger ref code, promo codes
+        value = msg.properties.get(prop)
+        if isinstance(value, str) and value.strip():
+            ids[kind] = value.strip().upper()[:64]
     return Envelope(
         schema=SCHEMA_OF_WIRE_TYPE[wire_type],
         event_id=msg.messageId or new_event_id(),

@@ -24,9 +24,10 @@ EMAIL_KEYS = ("email", "e-mail", "mail")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
 
 
-def normalise_phone(raw: str, default_region: str = "KZ") -> str | None:
-    """E.164, or None when it is not a possible phone number. Vendors often drop the '+'
-    ('77011234567'); a leading 8 is the old Russian/Kazakh trunk prefix ('87011234567')."""
+def normalise_phone(raw: str, default_region: str = "KZ", strict: bool = True) -> str | None:
+    """E.164, or None when it is not a valid phone number (strict) or not even a possible one (not
+    strict: for the business's own numbers, which may be new ranges libphonenumber does not know).
+    Vendors often drop the '+' ('77011234567'); a leading 8 is the old Russian/Kazakh trunk prefix."""
     text = str(raw).strip()
     if not text or len(text) > 40:
         return None
@@ -41,7 +42,7 @@ def normalise_phone(raw: str, default_region: str = "KZ") -> str | None:
             number = phonenumbers.parse(candidate, default_region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number(number):
+        if phonenumbers.is_valid_number(number) or (not strict and phonenumbers.is_possible_number(number)):
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return None
 

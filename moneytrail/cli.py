@@ -290,17 +290,17 @@ def projects_rotate(name: str, data_dir: Optional[Path] = DataDir, as_json: bool
 @projects_app.command("configure")
 def projects_configure(
     name: str = typer.Argument(..., help="project name or id"),
-    vendor: str = typer.Argument(..., help="stripe, yookassa, cloudpayments, payment, amocrm, bitrix24, crm, calls, calltouch, ringostat, whatsapp, telegram"),
+    vendor: str = typer.Argument(..., help="stripe, yookassa, cloudpayments, payment, amocrm, bitrix24, crm, calls, calltouch, ringostat, whatsapp, telegram, or calltracking (the number pool)"),
     settings_: list[str] = typer.Argument(None, metavar="KEY=VALUE...", help="values are text; [..] and {..} are JSON lists and mappings, true/false switches; KEY= removes the setting"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Set a vendor's settings for a project: signing secrets, account ids, field mappings.
     Values are never printed back; the answer lists the keys in force."""
-    from collector.vendors.registry import VENDORS
+    from collector.vendors.registry import CONFIGURABLE
     from schemas.project import project_id_of
 
-    if vendor not in VENDORS:
-        err.print(f"[red]unknown vendor {vendor!r}; vendors: {', '.join(VENDORS)}[/red]")
+    if vendor not in CONFIGURABLE:
+        err.print(f"[red]unknown vendor {vendor!r}; vendors: {', '.join(CONFIGURABLE)}[/red]")
         raise typer.Exit(2)
     values: dict[str, Any] = {}
     for item in settings_ or []:

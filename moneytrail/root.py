@@ -20,6 +20,7 @@ from clickhouse.projects import ProjectStore
 from clickhouse.sink import TABLE_OF_TOPIC, BatchingSink
 from clickhouse.warehouse import Warehouse, open_warehouse
 from collector.app import create_app
+from collector.calltracking import Lease
 from collector.ports import CollectorConfig
 from schemas import topics
 from stream_processors.channels import ChannelRules
@@ -103,6 +104,10 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
     if not 1 <= lookback <= 3650:
         raise ValueError("lookback_days must be between 1 and 3650")
     return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback)
+
+
+def _utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
 
 @dataclass
@@ -196,5 +201,14 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             "moneytrail_spooled": ("Events spooled because Kafka did not acknowledge in time", lambda: kafka.spooled),
         }
 
-    server.app = create_app(config, projects, publish, run_report, on_start, on_stop, gauges)
+    async def load_leases(project_id: str) -> list[Lease]:
+        """Leases still running (or in their grace), so a restart does not hand a number to a second
+        visitor while the first may still call it."""
+        rows = await asyncio.to_thread(
+            wh.rows, "SELECT lease_id, tracking_number, anonymous_id, started_at, expires_at FROM leases FINAL"
+                     " WHERE project = {p:String} AND matches_until > now64(3)", {"p": project_id})
+        return [Lease(r["lease_id"], r["tracking_number"], r["anonymous_id"], _utc(r["started_at"]),
+                      _utc(r["expires_at"])) for r in rows]
+
+    server.app = create_app(config, projects, publish, run_report, on_start, on_stop, gauges, load_leases)
     return server

@@ -22,6 +22,7 @@ DEAL = "deal/1-0-0"
 PAYMENT = "payment/1-0-0"
 OFFLINE = "offline_conversion/1-0-0"
 SPEND = "spend/1-0-0"
+LEASE = "lease/1-0-0"
 
 # identifiers an envelope may carry in `ids` (closed set; the identity graph's node kinds)
 ID_KINDS = ("user", "phone", "email", "crm_contact", "deal", "lease", "chat", "ref", "promo", "order", "payment")
@@ -143,6 +144,17 @@ class SpendRow(BaseModel):
     _money = field_validator("cost", mode="before")(_decimal_from_json)
 
 
+class NumberLease(BaseModel):
+    """A call-tracking number shown to one visitor from started_at to expires_at."""
+
+    model_config = _strict
+    lease_id: Short
+    tracking_number: Short  # E.164
+    started_at: datetime
+    expires_at: datetime
+    matches_until: datetime  # expires_at + the pool's grace: a call until then still belongs to this visit
+
+
 FAMILY_OF_SCHEMA: dict[str, type[BaseModel]] = {
     FORM: FormSubmitted,
     CALL: Call,
@@ -151,5 +163,6 @@ FAMILY_OF_SCHEMA: dict[str, type[BaseModel]] = {
     PAYMENT: Payment,
     OFFLINE: OfflineConversion,
     SPEND: SpendRow,
+    LEASE: NumberLease,
 }
 TYPE_OF_SCHEMA = {s: s.split("/", 1)[0] for s in FAMILY_OF_SCHEMA}

@@ -4,9 +4,10 @@ RAW = "raw"  # every accepted envelope, keyed by project + anonymous id
 TOUCHES = "touches"  # enriched touches (one per session once sessions land), keyed by project
 CONVERSIONS = "conversions"  # leads, deal stages, sales, payments, refunds
 SPEND = "spend"  # ad spend rows with their channel
+LEASES = "leases"  # call-tracking numbers shown to visitors
 DEAD_LETTERS = "dead-letters"  # envelopes found invalid after acceptance, with a reason
 
-ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, DEAD_LETTERS)
+ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, LEASES, DEAD_LETTERS)
 
 
 def kafka_topic(prefix: str, name: str) -> str:

@@ -44,6 +44,7 @@ class ConversionRecord:
     stage: str = ""
     stage_kind: str = ""
     event_id: str = ""
+    tracking_number: str = ""  # calls: the number dialled, matched to the visitor who was shown it
     ids: dict[str, str] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
@@ -51,7 +52,8 @@ class ConversionRecord:
             "conversion_id": self.conversion_id, "project": self.project, "kind": self.kind, "source": self.source,
             "at": self.at.isoformat(), "value": format(self.value, "f"), "currency": self.currency,
             "anonymous_id": self.anonymous_id, "user_id": self.user_id, "deal_id": self.deal_id, "stage": self.stage,
-            "stage_kind": self.stage_kind, "event_id": self.event_id, "ids": self.ids,
+            "stage_kind": self.stage_kind, "event_id": self.event_id, "tracking_number": self.tracking_number,
+            "ids": self.ids,
         })
 
 
@@ -90,7 +92,8 @@ def conversions_of(env: Envelope, default_currency: str = "KZT") -> tuple[Conver
     if env.type == "call":
         if p.get("unique") is False or p.get("direction") == "out":
             return ()
-        return (make(f"lead:call:{p.get('vendor')}:{p.get('call_id')}", "lead", "call"),)
+        return (make(f"lead:call:{p.get('vendor')}:{p.get('call_id')}", "lead", "call",
+                     tracking_number=str(p.get("tracking_number") or "")),)
     if env.type == "message":
         chat = env.ids.get("chat")
         if p.get("direction") == "out" or not chat:

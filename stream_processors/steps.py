@@ -38,7 +38,7 @@ class ProcessorConfig:
 
 @dataclass(frozen=True)
 class SpendRecord:
-    """A spend row with its channel, by the same rules as visits."""
+    """A row for a warehouse table (spend with its channel, a number lease)."""
 
     row: dict
 
@@ -53,6 +53,7 @@ class Emitted:
     touches: tuple[Touch, ...] = ()
     conversions: tuple[ConversionRecord, ...] = ()
     spend: tuple[SpendRecord, ...] = ()
+    leases: tuple[SpendRecord, ...] = ()  # rows for the leases table (same shape: a dict row)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,12 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
         return visitor, env
     if env.type == "spend":
         return visitor, Emitted(spend=(spend_of(config.rules, env),))
+    if env.type == "lease":
+        p = env.properties
+        return visitor, Emitted(leases=(SpendRecord({
+            "project": env.project, "lease_id": p["lease_id"], "tracking_number": p["tracking_number"],
+            "anonymous_id": env.anonymous_id or "", "started_at": p["started_at"], "expires_at": p["expires_at"],
+            "matches_until": p["matches_until"]}),))
     if env.type != "pageview":
         return visitor, Emitted(conversions=conversions_of(env, config.default_currency))
     ctx = env.context

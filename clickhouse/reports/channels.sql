@@ -7,12 +7,28 @@
 -- in the period takes revenue from its sales' values instead. Spend: the latest import of each
 -- (day, source). Ratios are fractions (roi 7.0 = 700%); money is exact decimal.
 WITH
-    conv AS (
-        SELECT conversion_id, kind, at, value, currency, anonymous_id
+    conv_found AS (
+        SELECT conversion_id, kind, at, value, currency, anonymous_id, tracking_number
         FROM conversions FINAL
         WHERE project = {project:String}
           AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}
           AND kind IN ('lead', 'sale', 'payment', 'refund')
+    ),
+    -- a call carries no visitor: the visitor is whoever was shown the dialled number at that moment
+    conv AS (
+        SELECT c.conversion_id AS conversion_id, any(c.kind) AS kind, any(c.at) AS at, any(c.value) AS value,
+               any(c.currency) AS currency,
+               if(any(c.anonymous_id) != '', any(c.anonymous_id),
+                  argMaxIf(l.anonymous_id, l.started_at, l.lease_id != '' AND c.at >= l.started_at
+                                                          AND c.at <= l.matches_until)) AS anonymous_id
+        FROM conv_found AS c
+        LEFT JOIN (SELECT lease_id, tracking_number, anonymous_id, started_at, matches_until
+                   FROM leases FINAL
+                   WHERE project = {project:String}
+                     AND started_at < {to:DateTime64(3, 'UTC')}
+                     AND matches_until >= {from:DateTime64(3, 'UTC')}) AS l
+            ON l.tracking_number = c.tracking_number AND c.tracking_number != ''
+        GROUP BY c.conversion_id
     ),
     tch AS (
         SELECT anonymous_id, started_at, channel, source != '(direct)' AS non_direct

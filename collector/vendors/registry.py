@@ -14,6 +14,7 @@ VENDORS = (
     "calls", "calltouch", "ringostat",  # call tracking (calls = generic JSON)
     "whatsapp", "telegram",  # messengers
 )
+CONFIGURABLE = VENDORS + ("calltracking",)  # project settings: the webhooks, and the call-tracking number pool
 
 
 @cache
