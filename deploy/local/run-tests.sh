@@ -6,6 +6,16 @@ cd "$(dirname "$0")/../.."
 UV=${UV:-uv}
 export MONEYTRAIL_TEST_KAFKA_PORT=${MONEYTRAIL_TEST_KAFKA_PORT:-19092}
 
+# Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian's chromium for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing: sudo apt-get install chromium" >&2
+  fi
+fi
+
 started_kafka=0
 cleanup() {
   if [ "$started_kafka" = 1 ]; then
