@@ -323,6 +323,24 @@ def create_app(
 
     app.add_route("/tracker.js", tracker_js, methods=["GET"], include_in_schema=False)
 
+    static_root = (Path(__file__).parent / "static").resolve()
+    _types = {".html": "text/html; charset=utf-8", ".js": "application/javascript; charset=utf-8",
+              ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png", ".map": "application/json"}
+
+    async def static_file(request: Request) -> Response:
+        """The dashboard's own files (no CDN). The read token never travels in these requests: the
+        page takes it from the URL fragment and sends it only to the report API."""
+        name = request.path_params.get("path") or "dashboard.html"
+        path = (static_root / name).resolve()
+        if static_root not in path.parents or not path.is_file() or path.suffix not in _types:
+            return _json({"ok": False, "reason": "not_found", "detail": name}, 404)
+        headers = {"Cache-Control": "no-cache" if path.suffix == ".html" else "public, max-age=3600",
+                   "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+        return Response(path.read_bytes(), media_type=_types[path.suffix], headers=headers)
+
+    app.add_route("/dashboard", static_file, methods=["GET"], include_in_schema=False)
+    app.add_route("/static/{path:path}", static_file, methods=["GET"], include_in_schema=False)
+
     pools: dict[str, tuple[Any, Pool]] = {}
 
     async def pool_of(project: Project) -> Pool | str:
