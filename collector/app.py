@@ -403,10 +403,11 @@ def create_app(
         return Response(lease_answer(got, pool.config), media_type="application/json", headers=cors)
 
     app.add_route("/api/calltracking/lease", lease, methods=["POST", "OPTIONS"], include_in_schema=False)
-    app.add_route("/collect", collect, methods=["POST", "OPTIONS"], include_in_schema=False)
-    app.add_route("/v1/batch", segment_route(None), methods=["POST", "OPTIONS"], include_in_schema=False)
-    for kind in ("track", "page", "identify", "alias"):
-        app.add_route(f"/v1/{kind}", segment_route(kind), methods=["POST", "OPTIONS"], include_in_schema=False)
+    hot = {"/collect": collect, "/v1/batch": segment_route(None)}
+    hot.update({f"/v1/{kind}": segment_route(kind) for kind in ("track", "page", "identify", "alias")})
+    for path, endpoint in hot.items():  # also registered, so they are listed and reachable through the app
+        app.add_route(path, endpoint, methods=["POST", "OPTIONS"], include_in_schema=False)
+    app.state.hot_routes = hot
 
     async def reader(request: Request, project_param: str | None) -> Project | Response:
         token = _bearer(request)
@@ -513,6 +514,26 @@ def create_app(
     app.add_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     app.add_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
     return app
+
+
+class Edge:
+    """The ASGI entry point: ingest routes straight to their endpoints, everything else through
+    FastAPI. The hot path skips FastAPI's middleware stack (~a quarter of a small request's cost);
+    its endpoints answer every error themselves, so they need none of it."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.hot: dict[str, Callable[[Request], Awaitable[Response]]] = app.state.hot_routes
+        self.state = app.state
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] in ("POST", "OPTIONS"):
+            endpoint = self.hot.get(scope["path"])
+            if endpoint is not None:
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _csv(result: dict[str, Any]) -> str:

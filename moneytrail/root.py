@@ -19,7 +19,7 @@ from clickhouse.migrate import migrate
 from clickhouse.projects import ProjectStore
 from clickhouse.sink import TABLE_OF_TOPIC, BatchingSink
 from clickhouse.warehouse import Warehouse, open_warehouse
-from collector.app import create_app
+from collector.app import Edge, create_app
 from collector.calltracking import Lease
 from collector.ports import CollectorConfig
 from schemas import topics
@@ -117,7 +117,8 @@ class Server:
     settings: Settings
     warehouse: Warehouse
     projects: ProjectStore
-    app: FastAPI
+    app: Any  # the ASGI entry point (Edge around the FastAPI app)
+    fastapi: FastAPI | None = None
     memory_bus: MemoryBus | None = None
     sink: BatchingSink | None = None
     runner: EmbeddedRunner | None = None
@@ -210,5 +211,6 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         return [Lease(r["lease_id"], r["tracking_number"], r["anonymous_id"], _utc(r["started_at"]),
                       _utc(r["expires_at"])) for r in rows]
 
-    server.app = create_app(config, projects, publish, run_report, on_start, on_stop, gauges, load_leases)
+    server.fastapi = create_app(config, projects, publish, run_report, on_start, on_stop, gauges, load_leases)
+    server.app = Edge(server.fastapi)
     return server
