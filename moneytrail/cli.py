@@ -339,6 +339,28 @@ def projects_configure(
 
 
 @app.command()
+def replay(
+    project: Optional[str] = typer.Option(None, help="only this project (default: all)"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Re-process the kept raw events with the current channel rules and session settings."""
+    from .replay import replay as run_replay
+
+    settings = root.load_settings(data_dir=data_dir)
+    if _server_or_none(settings):
+        err.print("[red]stop `moneytrail serve` first: it owns the chDB folder (replay needs it alone)[/red]")
+        raise typer.Exit(2)
+    wh = root.open_migrated_warehouse(settings)
+    try:
+        result = run_replay(wh, root.processor_config(settings), project,
+                            progress=lambda n: err.print(f"replayed {n} events", end="\r"))
+    finally:
+        wh.close()
+    console.print(f"replayed {result.events} events of {len(result.projects)} project(s) in {result.seconds:.1f}s: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(result.rows.items())))
+
+
+@app.command()
 def report(
     name: str = typer.Argument(..., help="channels"),
     project: Optional[str] = typer.Option(None, help="project id (needed when there are several)"),

@@ -1,0 +1,71 @@
+"""Replay re-processes kept raw events: the same rules three times change no report; new rules
+change the channels."""
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+
+from tests.conftest import ROOT, Proc, base_env, free_port, wait_http
+
+RULES_SOURCE = """
+[sources]
+google = ["google"]
+[source_kinds]
+search = ["google"]
+[mediums]
+cpc = ["cpc"]
+[[channels]]
+name = "Direct"
+source = ["(direct)"]
+[[channels]]
+name = "Google Ads"
+source = ["google"]
+[[channels]]
+name = "Other"
+"""
+
+
+def _run(env, *args):
+    out = subprocess.run([sys.executable, "-m", "moneytrail", *args], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _report(env):
+    return json.loads(_run(env, "report", "channels", "--from", "2026-11-01", "--to", "2026-11-30", "--format", "json"))
+
+
+def test_replay_is_idempotent_and_applies_new_rules(tmp_path):
+    port = free_port()
+    env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port))
+    creds = json.loads(_run(env, "projects", "create", "Shop", "--json"))
+    server = Proc(["serve"], env, tmp_path / "serve.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", server)
+        batch = []
+        for i in range(40):
+            batch.append({"type": "page", "messageId": f"pv{i}", "anonymousId": f"v{i}",
+                          "timestamp": f"2026-11-{10 + i % 5:02d}T10:00:00Z",
+                          "context": {"page": {"url": "https://shop.kz/?utm_source=google&utm_medium=cpc"}}})
+            if i % 4 == 0:
+                batch.append({"type": "track", "event": "Form Submitted", "messageId": f"lead{i}", "anonymousId": f"v{i}",
+                              "timestamp": f"2026-11-{10 + i % 5:02d}T10:05:00Z"})
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/batch", json={"batch": batch}, auth=(creds["write_key"], ""))
+        assert r.status_code == 200
+        time.sleep(1.5)
+    finally:
+        assert server.stop() == 0
+    before = _report(env)
+    assert {row["channel"]: row["leads"] for row in before["rows"]} == {"Paid Search": 10}
+    for _ in range(3):
+        assert "replayed 50 events" in _run(env, "replay")
+        assert _report(env) == before
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES_SOURCE)
+    _run({**env, "MONEYTRAIL_CHANNEL_RULES": str(rules)}, "replay", "--project", "shop")
+    after = _report(env)
+    assert {row["channel"]: (row["visits"], row["leads"]) for row in after["rows"]} == {"Google Ads": (40, 10)}
