@@ -52,7 +52,7 @@ from schemas.reasons import RejectReason
 from ..privacy import normalise_phone
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
 from .messaging import context_campaign
-from .signing import matches_hex
+from .signing import matches_hex, signed_json_items
 
 HEADER = "x-moneytrail-signature"
 TOKEN_HEADER = "x-moneytrail-token"
@@ -347,23 +347,13 @@ def call_draft(vendor: str, facts: CallFacts, req: VendorRequest, settings: Sett
 # --- the generic webhook ----------------------------------------------------------------------------
 
 def map_request(req: VendorRequest) -> VendorResult:
-    secret = secret_of(req.config.get("secret"))
-    if secret is None:
-        return not_configured("calls", "the signing secret")
-    if not matches_hex(secret, req.body, req.header(HEADER), prefix="sha256="):
-        return Refused(RejectReason.bad_signature, f"{HEADER} does not match sha256=HMAC(secret, body)", 401)
+    items = signed_json_items(req, "calls", "calls", "call", MAX_CALLS)
+    if isinstance(items, Refused):
+        return items
+    items, _batched = items
     settings = settings_of("calls", req.config)
     if isinstance(settings, Refused):
         return settings
-    try:
-        data = orjson.loads(req.body)
-    except orjson.JSONDecodeError as exc:
-        return Refused(RejectReason.invalid_json, f"body is not JSON: {exc}")
-    items = data.get("calls") if isinstance(data, dict) and "calls" in data else [data]
-    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
-        return Refused(RejectReason.schema_violation, 'body must be a call object or {"calls": [...]} (not empty)')
-    if len(items) > MAX_CALLS:
-        return Refused(RejectReason.too_large, f"{len(items)} calls in one request (limit {MAX_CALLS})", 413)
     drafts = []
     for n, item in enumerate(items):
         try:

@@ -41,7 +41,7 @@ from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
-from .signing import matches_hex
+from .signing import signed_json_items
 
 VENDOR = "crm"
 HEADER = "x-moneytrail-signature"
@@ -50,25 +50,15 @@ UTM_KEYS = ("source", "medium", "campaign", "content", "term")
 
 
 def map_request(req: VendorRequest) -> VendorResult:
-    secret = req.config.get("secret")
-    if secret in (None, ""):
-        return not_configured(VENDOR, "the signing secret")
-    if not matches_hex(str(secret), req.body, req.header(HEADER), prefix="sha256="):
-        return Refused(RejectReason.bad_signature, f"{HEADER} does not match sha256=HMAC(secret, body)", 401)
-    try:
-        data = orjson.loads(req.body)
-    except orjson.JSONDecodeError as exc:
-        return Refused(RejectReason.invalid_json, f"body is not JSON: {exc}")
-    items = data.get("deals") if isinstance(data, dict) and "deals" in data else [data]
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        return Refused(RejectReason.schema_violation, "body must be a deal change object or {\"deals\": [...]}")
-    if len(items) > MAX_DEALS:
-        return Refused(RejectReason.too_large, f"{len(items)} deal changes in one request (limit {MAX_DEALS})", 413)
+    items = signed_json_items(req, VENDOR, "deals", "deal change", MAX_DEALS)
+    if isinstance(items, Refused):
+        return items
+    items, batched = items
     drafts = []
     for n, item in enumerate(items):
         draft = _draft(item, req)
         if isinstance(draft, Refused):
-            where = f"deals[{n}]: " if isinstance(data, dict) and "deals" in data else ""
+            where = f"deals[{n}]: " if batched else ""
             return Refused(draft.reason, where + draft.detail, draft.status)
         drafts.append(draft)
     return Accepted(tuple(drafts))

@@ -21,25 +21,16 @@ from pydantic import ValidationError
 from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
 
-from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
-from .signing import matches_hex
+from .base import Accepted, Draft, Refused, VendorRequest, VendorResult
+from .signing import signed_json_items
 
-HEADER = "x-moneytrail-signature"
 
 
 def map_request(req: VendorRequest) -> VendorResult:
-    secret = req.config.get("secret")
-    if not secret:
-        return not_configured("payment", "the signing secret")
-    if not matches_hex(secret, req.body, req.header(HEADER), prefix="sha256="):
-        return Refused(RejectReason.bad_signature, f"{HEADER} does not match sha256=HMAC(secret, body)", 401)
-    try:
-        data = orjson.loads(req.body)
-    except orjson.JSONDecodeError as exc:
-        return Refused(RejectReason.invalid_json, f"body is not JSON: {exc}")
-    items = data.get("payments") if isinstance(data, dict) and "payments" in data else [data]
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        return Refused(RejectReason.schema_violation, "body must be a payment object or {\"payments\": [...]}")
+    items = signed_json_items(req, "payment", "payments", "payment")
+    if isinstance(items, Refused):
+        return items
+    items, _batched = items
     drafts = []
     for n, item in enumerate(items):
         draft = _draft(item, req)
