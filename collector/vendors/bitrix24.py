@@ -61,7 +61,7 @@ from schemas.envelope import TRACK
 from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
 
-from .amocrm import parse_form
+from .forms import parse_form
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
 
 VENDOR = "bitrix24"

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from collector.ingest import IngestRules, Refusal, envelope_of_draft
 from collector.privacy import Hasher
-from collector.vendors.amocrm import map_request, parse_form
+from collector.vendors.amocrm import map_request
+from collector.vendors.forms import parse_form
 from collector.vendors.base import Accepted, Refused
 from schemas.envelope import IDENTIFY
 from schemas.families import DEAL
