@@ -24,7 +24,8 @@ from .warehouse import Warehouse, WarehouseError
 log = logging.getLogger("moneytrail.sink")
 
 TABLE_OF_TOPIC = {topics.RAW: "raw_events", topics.TOUCHES: "touches", topics.CONVERSIONS: "conversions",
-                  topics.SPEND: "ad_spend", topics.LEASES: "leases", topics.DEAD_LETTERS: "dead_letters"}
+                  topics.SPEND: "ad_spend", topics.LEASES: "leases", topics.RATES: "currency_rates",
+                  topics.DEAD_LETTERS: "dead_letters"}
 
 
 def _raw_row(value: bytes) -> dict[str, Any]:
@@ -58,6 +59,7 @@ ROW_OF_TOPIC: dict[str, Callable[[bytes], dict[str, Any]]] = {
     topics.CONVERSIONS: orjson.loads,
     topics.SPEND: orjson.loads,
     topics.LEASES: orjson.loads,
+    topics.RATES: orjson.loads,
     topics.DEAD_LETTERS: _dead_row,
 }
 
@@ -80,6 +82,7 @@ def convert(topic: str, values: list[bytes]) -> tuple[list[dict[str, Any]], list
 def row_id(row: dict[str, Any]) -> str:
     return str(row.get("conversion_id") or row.get("row_id") or row.get("event_id") or row.get("touch_id")
                or (f"{row['lease_id']}:{row['expires_at']}" if "lease_id" in row else "")
+               or (f"{row['base']}:{row['currency']}:{row['day']}:{row['imported_at']}" if "base" in row else "")
                or hashlib.sha1(orjson.dumps(row)).hexdigest())
 
 

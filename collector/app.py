@@ -31,7 +31,7 @@ from .bodies import BadEncoding, TooLarge, read_body
 from .calltracking import Lease, Pool, PoolConfig, lease_envelope
 from .calltracking import answer as lease_answer
 from .cors import cors_headers, origin_allowed, preflight
-from .spend import parse_spend, rows_of_body
+from .spend import parse_rates, parse_spend, rows_of_body
 from .ingest import IngestRules, Refusal, decode_body, envelope_of_draft, messages_of, parse
 from .privacy import Hasher
 from .vendors.base import Refused, VendorRequest
@@ -274,38 +274,44 @@ def create_app(
 
     app.add_route("/webhooks/{vendor}/{project_key}", webhook, methods=["GET", "POST"], include_in_schema=False)
 
-    async def spend(request: Request) -> Response:
-        """POST /api/spend: CSV or JSON rows of daily spend (write key)."""
-        route = "spend"
-        key = _header_write_key(request)
-        project = await projects.by_write_key(key) if key else None
-        if project is None:
-            return _unknown_key(route, key)
-        body = await _body(request, route)
-        if isinstance(body, Response):
-            return body
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        rows = rows_of_body(body, ctype)
-        if isinstance(rows, str):
-            return _refuse(metrics, route, 400, RejectReason.schema_violation, rows)
-        parsed = parse_spend(rows, project.project_id, datetime.now(timezone.utc), config.default_currency,
-                             first_line=0 if "json" in ctype else 2)
-        if parsed.errors:
-            metrics.rejected.labels(route, RejectReason.schema_violation.value).inc()
-            return _json({"ok": False, "reason": "schema_violation", "detail": parsed.errors[0],
-                          "errors": parsed.errors}, 400)
-        try:
-            await publish(topics.RAW, [(e.key, e.to_bytes()) for e in parsed.envelopes])
-        except Exception as exc:
-            log.warning("publish failed: %s", exc)
-            return _json({"ok": False, "reason": "unavailable", "detail": "could not be stored; retry later"},
-                         503, {"Retry-After": "5"})
-        metrics.accepted.labels(route).inc(len(parsed.envelopes))
-        days = sorted({e.properties["date"] for e in parsed.envelopes})
-        return _json({"ok": True, "import_id": parsed.import_id, "rows": len(parsed.envelopes),
-                      "from": days[0], "to": days[-1],
-                      "sources": sorted({e.properties["source"] for e in parsed.envelopes})})
+    def table_import(route: str, parse_rows: Callable) -> Callable[[Request], Awaitable[Response]]:
+        """POST /api/spend and /api/rates: CSV or JSON rows (write key), all or nothing."""
 
+        async def endpoint(request: Request) -> Response:
+            key = _header_write_key(request)
+            project = await projects.by_write_key(key) if key else None
+            if project is None:
+                return _unknown_key(route, key)
+            body = await _body(request, route)
+            if isinstance(body, Response):
+                return body
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            rows = rows_of_body(body, ctype)
+            if isinstance(rows, str):
+                return _refuse(metrics, route, 400, RejectReason.schema_violation, rows)
+            parsed = parse_rows(rows, project.project_id, datetime.now(timezone.utc), config.default_currency,
+                                first_line=0 if "json" in ctype else 2)
+            if parsed.errors:
+                metrics.rejected.labels(route, RejectReason.schema_violation.value).inc()
+                return _json({"ok": False, "reason": "schema_violation", "detail": parsed.errors[0],
+                              "errors": parsed.errors}, 400)
+            try:
+                await publish(topics.RAW, [(e.key, e.to_bytes()) for e in parsed.envelopes])
+            except Exception as exc:
+                log.warning("publish failed: %s", exc)
+                return _json({"ok": False, "reason": "unavailable", "detail": "could not be stored; retry later"},
+                             503, {"Retry-After": "5"})
+            metrics.accepted.labels(route).inc(len(parsed.envelopes))
+            days = sorted({e.properties["date"] for e in parsed.envelopes})
+            return _json({"ok": True, "import_id": parsed.import_id, "rows": len(parsed.envelopes),
+                          "from": days[0], "to": days[-1],
+                          "sources" if route == "spend" else "currencies":
+                              sorted({e.properties["source" if route == "spend" else "currency"] for e in parsed.envelopes})})
+
+        return endpoint
+
+    spend = table_import("spend", parse_spend)
+    app.add_route("/api/rates", table_import("rates", parse_rates), methods=["POST"], include_in_schema=False)
     app.add_route("/api/spend", spend, methods=["POST"], include_in_schema=False)
 
     tracker_path = Path(__file__).parent / "static" / "tracker.js"

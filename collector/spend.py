@@ -17,7 +17,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.envelope import Envelope
-from schemas.families import SPEND, SpendRow
+from schemas.families import RATE, SPEND, CurrencyRate, SpendRow
 
 COLUMNS = ("date", "source", "medium", "campaign", "ad", "keyword", "cost", "currency", "clicks", "impressions")
 ALIASES = {"day": "date", "дата": "date", "utm_source": "source", "источник": "source", "utm_medium": "medium",
@@ -50,7 +50,7 @@ def rows_of_body(body: bytes, content_type: str) -> list[dict[str, Any]] | str:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return f"body is not JSON: {exc}"
-        rows = data.get("rows") if isinstance(data, dict) else data
+        rows = next((data[k] for k in ("rows", "rates") if k in data), None) if isinstance(data, dict) else data
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             return 'JSON must be a list of rows or {"rows": [...]}'
         return rows
@@ -96,4 +96,39 @@ def parse_spend(rows: list[dict[str, Any]], project: str, received_at: datetime,
             schema=SPEND, event_id=f"spend:{out.import_id}:{n}", type="spend", project=project,
             timestamp=datetime.combine(row.date, time.min, tzinfo=timezone.utc), received_at=received_at,
             properties=row.model_dump(mode="json")))
+    return out
+
+
+RATE_COLUMNS = ("date", "currency", "base", "rate")
+RATE_ALIASES = {"day": "date", "дата": "date", "валюта": "currency", "курс": "rate", "to": "base", "from": "currency"}
+
+
+def parse_rates(rows: list[dict[str, Any]], project: str, received_at: datetime, default_base: str,
+                first_line: int = 2) -> SpendImport:
+    """Currency rates -> rate envelopes; all or nothing, like spend."""
+    out = SpendImport(import_id=uuid.uuid4().hex)
+    if not rows:
+        out.errors.append("no rows")
+    for n, raw in enumerate(rows):
+        if len(out.errors) >= MAX_ERRORS:
+            out.errors.append("... more errors not shown")
+            break
+        line = f"row {n + first_line}" if first_line else f"rows[{n}]"
+        values = {RATE_ALIASES.get(str(k).strip().lower(), str(k).strip().lower()): v for k, v in raw.items()}
+        values = {k: (_number(v) if k == "rate" else v) for k, v in values.items() if k in RATE_COLUMNS and v not in (None, "")}
+        values.setdefault("base", default_base)
+        for key in ("currency", "base"):
+            if key in values:
+                values[key] = str(values[key]).strip().upper()
+        try:
+            rate = CurrencyRate(**values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field_name = ".".join(str(x) for x in err["loc"]) or "row"
+            out.errors.append(f"{line}: {field_name}: {err['msg']} (got {raw.get(field_name, '')!r})")
+            continue
+        out.envelopes.append(Envelope(
+            schema=RATE, event_id=f"rate:{rate.base}:{rate.currency}:{rate.date}", type="rate", project=project,
+            timestamp=datetime.combine(rate.date, time.min, tzinfo=timezone.utc), received_at=received_at,
+            properties=rate.model_dump(mode="json")))
     return out

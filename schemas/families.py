@@ -23,6 +23,7 @@ PAYMENT = "payment/1-0-0"
 OFFLINE = "offline_conversion/1-0-0"
 SPEND = "spend/1-0-0"
 LEASE = "lease/1-0-0"
+RATE = "rate/1-0-0"
 
 # identifiers an envelope may carry in `ids` (closed set; the identity graph's node kinds)
 ID_KINDS = ("user", "phone", "email", "crm_contact", "deal", "lease", "chat", "ref", "promo", "order", "payment")
@@ -155,6 +156,18 @@ class NumberLease(BaseModel):
     matches_until: datetime  # expires_at + the pool's grace: a call until then still belongs to this visit
 
 
+class CurrencyRate(BaseModel):
+    """On `date`, one unit of `currency` was worth `rate` units of `base` (the report currency)."""
+
+    model_config = _strict
+    date: date
+    currency: Currency
+    base: Currency
+    rate: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
+
+    _money = field_validator("rate", mode="before")(_decimal_from_json)
+
+
 FAMILY_OF_SCHEMA: dict[str, type[BaseModel]] = {
     FORM: FormSubmitted,
     CALL: Call,
@@ -164,5 +177,6 @@ FAMILY_OF_SCHEMA: dict[str, type[BaseModel]] = {
     OFFLINE: OfflineConversion,
     SPEND: SpendRow,
     LEASE: NumberLease,
+    RATE: CurrencyRate,
 }
 TYPE_OF_SCHEMA = {s: s.split("/", 1)[0] for s in FAMILY_OF_SCHEMA}

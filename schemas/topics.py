@@ -5,9 +5,10 @@ TOUCHES = "touches"  # enriched touches (one per session once sessions land), ke
 CONVERSIONS = "conversions"  # leads, deal stages, sales, payments, refunds
 SPEND = "spend"  # ad spend rows with their channel
 LEASES = "leases"  # call-tracking numbers shown to visitors
+RATES = "rates"  # currency rates per day
 DEAD_LETTERS = "dead-letters"  # envelopes found invalid after acceptance, with a reason
 
-ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, LEASES, DEAD_LETTERS)
+ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, LEASES, RATES, DEAD_LETTERS)
 
 
 def kafka_topic(prefix: str, name: str) -> str:

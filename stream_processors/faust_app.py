@@ -41,7 +41,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
     raw = app.topic(topics.kafka_topic(prefix, topics.RAW), key_type=bytes, value_type=bytes)
     out = {
         name: app.topic(topics.kafka_topic(prefix, name), key_type=bytes, value_type=bytes)
-        for name in (topics.TOUCHES, topics.CONVERSIONS, topics.SPEND, topics.LEASES, topics.DEAD_LETTERS)
+        for name in (topics.TOUCHES, topics.CONVERSIONS, topics.SPEND, topics.LEASES, topics.RATES, topics.DEAD_LETTERS)
     }
 
     # one visitor's session state, keyed like the raw topic (project:anonymous_id), so the table is

@@ -31,6 +31,8 @@ def records_of(result: StepResult) -> dict[str, list[tuple[bytes, bytes]]]:
         out[topics.CONVERSIONS] = [(c.project.encode(), c.to_bytes()) for c in result.conversions]
     if result.spend:
         out[topics.SPEND] = [(s.row["project"].encode(), s.to_bytes()) for s in result.spend]
+    if result.rates:
+        out[topics.RATES] = [(r.row["project"].encode(), r.to_bytes()) for r in result.rates]
     if result.leases:
         out[topics.LEASES] = [(r.row["project"].encode(), r.to_bytes()) for r in result.leases]
     return out

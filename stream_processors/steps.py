@@ -54,6 +54,7 @@ class Emitted:
     conversions: tuple[ConversionRecord, ...] = ()
     spend: tuple[SpendRecord, ...] = ()
     leases: tuple[SpendRecord, ...] = ()  # rows for the leases table (same shape: a dict row)
+    rates: tuple[SpendRecord, ...] = ()  # rows for the currency_rates table
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,11 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
         return visitor, env
     if env.type == "spend":
         return visitor, Emitted(spend=(spend_of(config.rules, env),))
+    if env.type == "rate":
+        p = env.properties
+        return visitor, Emitted(rates=(SpendRecord({
+            "project": env.project, "day": p["date"], "currency": p["currency"], "base": p["base"],
+            "rate": str(p["rate"]), "imported_at": env.received_at.isoformat()}),))
     if env.type == "lease":
         p = env.properties
         return visitor, Emitted(leases=(SpendRecord({

@@ -116,7 +116,8 @@ def test_an_empty_report_still_has_a_zero_total_row(chdb_wh):
     out = reports.run(chdb_wh, reports.ReportRequest("channels", "nobody", date(2026, 1, 1), date(2026, 1, 2)))
     assert out["rows"] == []
     assert out["total"] == {"visits": 0, "leads": 0, "sales": 0, "conversion": None, "revenue": "0.00",
-                            "spend": "0.00", "cpl": None, "cpo": None, "roi": None, "average_check": None}
+                            "spend": "0.00", "cpl": None, "cpo": None, "roi": None, "average_check": None,
+                            "unconverted": 0}
 
 
 async def test_a_record_the_sink_cannot_read_becomes_a_dead_letter_not_a_crash(chdb_wh):
@@ -215,3 +216,27 @@ def test_a_call_is_credited_to_the_visitor_who_was_shown_the_number(chdb_wh):
     out = reports.run(chdb_wh, reports.ReportRequest("channels", p, date(2026, 11, 1), date(2026, 11, 30)))
     assert {r["channel"]: r["leads"] for r in out["rows"] if r["leads"]} == \
         {"Yandex Direct": 1, "Paid Social": 1, "(unattributed)": 1}
+
+
+
+def test_money_in_other_currencies_is_converted_by_the_days_rate(chdb_wh):
+    p = f"p{uuid.uuid4().hex[:8]}"
+    chdb_wh.insert("touches", [_t(p, "t1", "Paid Search", "2026-11-01T10:00:00Z", "a1", "google")])
+    chdb_wh.insert("conversions", [
+        _conv(p, "s1", "sale", "2026-11-02T10:00:00Z", "a1", "100.00", "USD"),
+        _conv(p, "p1", "payment", "2026-11-02T10:00:00Z", "a1", "100.00", "USD"),   # rate of Nov 1: 480
+        _conv(p, "p2", "payment", "2026-11-20T10:00:00Z", "a1", "10.00", "USD"),    # rate of Nov 15: 500
+        _conv(p, "p3", "payment", "2026-11-20T10:00:00Z", "a1", "7.00", "EUR"),     # no EUR rate
+        _conv(p, "p4", "payment", "2026-11-20T10:00:00Z", "a1", "1000.00", "KZT"),
+    ])
+    rate = lambda day, cur, r: {"project": p, "day": day, "currency": cur, "base": "KZT", "rate": r,  # noqa: E731
+                                "imported_at": "2026-11-25T00:00:00Z"}
+    chdb_wh.insert("currency_rates", [rate("2026-11-01", "USD", "480"), rate("2026-11-15", "USD", "500")])
+    chdb_wh.insert("ad_spend", [{"project": p, "day": "2026-11-05", "source": "google", "medium": "cpc", "campaign": "",
+                                 "ad": "", "keyword": "", "channel": "Paid Search", "cost": "20.00", "currency": "USD",
+                                 "clicks": 0, "impressions": 0, "import_id": "i", "imported_at": "2026-11-06T00:00:00Z",
+                                 "row_id": "r"}])
+    out = reports.run(chdb_wh, reports.ReportRequest("channels", p, date(2026, 11, 1), date(2026, 11, 30)))
+    row = next(r for r in out["rows"] if r["channel"] == "Paid Search")
+    assert row["revenue"] == "54000.00"  # 100*480 + 10*500 + 1000, EUR left out
+    assert row["spend"] == "9600.00" and row["unconverted"] == 1

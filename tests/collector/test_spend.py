@@ -44,3 +44,15 @@ async def test_json_rows_and_a_missing_key(client_and_published):
     assert r.status_code == 200 and published[0][1].properties["cost"] == "350.5"
     bad = await c.post("/api/spend", json={"rows": [{"date": "x"}]}, headers={"X-Write-Key": WRITE})
     assert bad.json()["errors"][0].startswith("rows[0]:")
+
+
+async def test_currency_rates_are_imported_and_checked(client_and_published):
+    c, published = client_and_published
+    csv = "date,currency,rate\n2026-11-01,usd,\"480,50\"\n2026-11-02,EUR,520.1\n"
+    r = await c.post("/api/rates", content=csv.encode(), headers={"X-Write-Key": WRITE, "Content-Type": "text/csv"})
+    assert r.status_code == 200 and r.json()["currencies"] == ["EUR", "USD"], r.text
+    first = published[0][1]
+    assert (first.type, first.properties["base"], first.properties["rate"]) == ("rate", "KZT", "480.50")
+    bad = await c.post("/api/rates", json={"rates": [{"date": "2026-11-01", "currency": "USD", "rate": 0}]},
+                       headers={"X-Write-Key": WRITE})
+    assert bad.status_code == 400 and "rate" in bad.json()["detail"]
