@@ -340,9 +340,16 @@ def create_app(
         path = (static_root / name).resolve()
         if static_root not in path.parents or not path.is_file() or path.suffix not in _types:
             return _json({"ok": False, "reason": "not_found", "detail": name}, 404)
-        headers = {"Cache-Control": "no-cache" if path.suffix == ".html" else "public, max-age=3600",
-                   "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-        return Response(path.read_bytes(), media_type=_types[path.suffix], headers=headers)
+        body = path.read_bytes()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        # no-cache + ETag: after an upgrade the page never pairs new HTML with old scripts
+        headers = {"Cache-Control": "no-cache", "ETag": etag, "X-Content-Type-Options": "nosniff",
+                   "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
+        if path.suffix == ".html":
+            headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=_types[path.suffix], headers=headers)
 
     app.add_route("/dashboard", static_file, methods=["GET"], include_in_schema=False)
     app.add_route("/static/{path:path}", static_file, methods=["GET"], include_in_schema=False)
