@@ -543,7 +543,14 @@ class Edge:
         if scope["type"] == "http" and scope["method"] in ("POST", "OPTIONS"):
             endpoint = self.hot.get(scope["path"])
             if endpoint is not None:
-                response = await endpoint(Request(scope, receive))
+                request = Request(scope, receive)
+                response = await endpoint(request)
+                origin = request.headers.get("origin")
+                if origin and "access-control-allow-origin" not in response.headers:
+                    # let the page read refusals too (the tracker drops a 4xx batch instead of retrying
+                    # it); what was refused was refused server-side, nothing is stored either way
+                    response.headers["Access-Control-Allow-Origin"] = origin
+                    response.headers["Vary"] = "Origin"
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -40,7 +40,6 @@ async def test_preflight_and_allowed_origins():
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://shop.mebel.kz"
         bad = await c.post("/collect", json=PAGE, headers={"X-Write-Key": WRITE, "Origin": "https://evil.kz"})
         assert (bad.status_code, bad.json()["reason"]) == (403, "origin_not_allowed")
-        assert "access-control-allow-origin" not in bad.headers
     assert len(published) == 1
 
 
