@@ -1,4 +1,5 @@
-# Two commands do all the set-up: `make run` (embedded mode, the default) and `make test`.
+# Two commands do all the set-up: `make demo` (a realistic business loaded and served on the
+# embedded default) and `make test`. `make run` serves your own data, empty at first.
 # Needs only python3 (3.11) and make; everything else is installed here.
 SHELL := /bin/bash
 UV_VERSION := 0.13.9
@@ -6,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: setup run test test-unit kafka-start kafka-stop bench clean
+.PHONY: setup demo run test test-unit kafka-start kafka-stop bench clean
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -14,6 +15,9 @@ $(CURDIR)/.tools/bin/uv:
 
 setup: $(UV)
 	$(UV) sync --frozen --python 3.11
+
+demo: setup  ## Mebel Almaty: 90 days of ads, visits, leads, deals and payments loaded through the API, dashboard served
+	$(UV) run --frozen moneytrail demo --host $(HOST) --port $(PORT)
 
 run: setup  ## embedded mode: collector, processors, chDB warehouse and reports in one process
 	$(UV) run --frozen moneytrail serve --host $(HOST) --port $(PORT)
@@ -34,4 +38,4 @@ bench: setup
 	$(UV) run --frozen python bench/ingest.py
 
 clean:
-	rm -rf .venv .tools .pytest_cache moneytrail-data
+	rm -rf .venv .tools .pytest_cache moneytrail-data moneytrail-demo

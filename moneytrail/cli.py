@@ -131,6 +131,87 @@ def serve(
 
 
 @app.command()
+def demo(
+    data_dir: Path = typer.Option(Path("moneytrail-demo"), "--data-dir", help="a folder of its own for the demo"),
+    host: str = typer.Option("127.0.0.1", help="listen address"),
+    port: int = typer.Option(8080, help="listen port"),
+    seed: int = typer.Option(42, help="the same seed gives the same business"),
+    days: int = typer.Option(90, help="days of history"),
+    scale: float = typer.Option(1.0, help="volume: 1.0 is ~4 500 visitors, ~120 sales"),
+    load_only: bool = typer.Option(False, "--load-only", help="load, print the numbers and stop (no serving)"),
+) -> None:
+    """Load a realistic business (Mebel Almaty: an online furniture shop in Almaty, tenge, 90 days of ads,
+    visits, forms, calls, WhatsApp chats, CRM deals, payments and refunds) through the public HTTP
+    interfaces, then serve the dashboard."""
+    import threading
+    import time
+
+    from rich.progress import Progress
+
+    from . import demo as demo_business
+
+    _GracefulServer = _graceful_server_class()
+    import uvicorn
+
+    settings = root.load_settings(data_dir=data_dir, host=host, port=port)
+    _logging("warning")
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
+    outcome: dict[str, Any] = {}
+    try:
+        admin = lock.publish_server(settings.base_url)
+        server = root.build_server(settings, admin_token=admin)
+        plan = demo_business.generate(seed=seed, days=days, scale=scale)
+        name = "Mebel Almaty"
+        existing = server.projects.get("mebel-almaty")
+        if existing is None:
+            project, creds = server.projects.create(name, ("http://127.0.0.1:%d" % port,))
+        else:  # keys are shown once: a re-run gets fresh ones
+            project, creds = existing, server.projects.rotate(existing.project_id)
+        for vendor, values in demo_business.vendor_settings(plan).items():
+            server.projects.configure(project.project_id, vendor, values)
+        credentials = {"project": project.project_id, "write_key": creds.write_key, "read_token": creds.read_token,
+                       "webhook_secret": creds.webhook_secret}
+        uv = _GracefulServer(uvicorn.Config(server.app, host=settings.host, port=settings.port, log_level="warning",
+                                            timeout_graceful_shutdown=10, loop="uvloop", http="httptools"))
+
+        def load_then_announce() -> None:
+            while not uv.started:
+                time.sleep(0.05)
+            try:
+                with Progress(console=err, transient=True) as bar:
+                    task = bar.add_task("loading Mebel Almaty through the public API", total=None)
+                    outcome["result"] = demo_business.load(
+                        plan, settings.base_url, credentials,
+                        progress=lambda done, total: bar.update(task, completed=done, total=total),
+                        ground_truth_path=settings.data_dir / "demo-ground-truth.json")
+            except Exception as exc:  # noqa: BLE001 - shown, then the server stops
+                outcome["error"] = exc
+                uv.should_exit = True
+                return
+            time.sleep(1.0)  # the sink writes within 0.5 s
+            r = outcome["result"]
+            s = r.summary
+            err.print(f"[green]loaded[/green] {r.events} events in {r.requests} requests "
+                      f"({s.get('seconds', 0):.1f} s); ground truth: {r.ground_truth_path}")
+            console.print(f"dashboard:  {settings.base_url}/dashboard#token={credentials['read_token']}")
+            console.print(f"read token: {credentials['read_token']}")
+            console.print(f"write key:  {credentials['write_key']}")
+            if load_only:
+                uv.should_exit = True
+            else:
+                err.print("serving; Ctrl-C stops")
+
+        threading.Thread(target=load_then_announce, daemon=True, name="demo-load").start()
+        uv.run()
+    finally:
+        lock.release()
+    if "error" in outcome:
+        err.print(f"[red]demo load failed: {outcome['error']}[/red]")
+        raise typer.Exit(1)
+
+
+@app.command()
 def worker(data_dir: Optional[Path] = DataDir) -> None:
     """Distributed mode: a Faust worker running the stream processors."""
     settings = root.load_settings(data_dir=data_dir)
