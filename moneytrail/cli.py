@@ -139,6 +139,7 @@ def demo(
     days: int = typer.Option(90, help="days of history"),
     scale: float = typer.Option(1.0, help="volume: 1.0 is ~4 500 visitors, ~120 sales"),
     load_only: bool = typer.Option(False, "--load-only", help="load, print the numbers and stop (no serving)"),
+    reload: bool = typer.Option(False, "--reload", help="load again although the demo is already there"),
 ) -> None:
     """Load a realistic business (Mebel Almaty: an online furniture shop in Almaty, tenge, 90 days of ads,
     visits, forms, calls, WhatsApp chats, CRM deals, payments and refunds) through the public HTTP
@@ -164,6 +165,7 @@ def demo(
         plan = demo_business.generate(seed=seed, days=days, scale=scale)
         name = "Mebel Almaty"
         existing = server.projects.get("mebel-almaty")
+        skip_load = existing is not None and not reload
         if existing is None:
             project, creds = server.projects.create(name, ("http://127.0.0.1:%d" % port,))
         else:  # keys are shown once: a re-run gets fresh ones
@@ -178,6 +180,13 @@ def demo(
         def load_then_announce() -> None:
             while not uv.started:
                 time.sleep(0.05)
+            if skip_load:
+                err.print(f"the demo is already loaded in {settings.data_dir} (--reload loads it again); new keys:")
+                console.print(f"dashboard:  {settings.base_url}/dashboard#token={credentials['read_token']}")
+                console.print(f"read token: {credentials['read_token']}")
+                if load_only:
+                    uv.should_exit = True
+                return
             try:
                 with Progress(console=err, transient=True) as bar:
                     task = bar.add_task("loading Mebel Almaty through the public API", total=None)
