@@ -37,7 +37,7 @@ class ProcessorConfig:
 
 
 @dataclass(frozen=True)
-class SpendRecord:
+class TableRow:
     """A row for a warehouse table (spend with its channel, a number lease)."""
 
     row: dict
@@ -52,9 +52,9 @@ class Emitted:
 
     touches: tuple[Touch, ...] = ()
     conversions: tuple[ConversionRecord, ...] = ()
-    spend: tuple[SpendRecord, ...] = ()
-    leases: tuple[SpendRecord, ...] = ()  # rows for the leases table (same shape: a dict row)
-    rates: tuple[SpendRecord, ...] = ()  # rows for the currency_rates table
+    spend: tuple[TableRow, ...] = ()  # ad_spend rows
+    leases: tuple[TableRow, ...] = ()  # leases rows
+    rates: tuple[TableRow, ...] = ()  # currency_rates rows
 
 
 @dataclass(frozen=True)
@@ -104,12 +104,12 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
         return visitor, Emitted(spend=(spend_of(config.rules, env),))
     if env.type == "rate":
         p = env.properties
-        return visitor, Emitted(rates=(SpendRecord({
+        return visitor, Emitted(rates=(TableRow({
             "project": env.project, "day": p["date"], "currency": p["currency"], "base": p["base"],
             "rate": str(p["rate"]), "imported_at": env.received_at.isoformat()}),))
     if env.type == "lease":
         p = env.properties
-        return visitor, Emitted(leases=(SpendRecord({
+        return visitor, Emitted(leases=(TableRow({
             "project": env.project, "lease_id": p["lease_id"], "tracking_number": p["tracking_number"],
             "anonymous_id": env.anonymous_id or "", "started_at": p["started_at"], "expires_at": p["expires_at"],
             "matches_until": p["matches_until"]}),))
@@ -121,10 +121,10 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
     return new, Emitted(touches=touches)
 
 
-def spend_of(rules: ChannelRules, env: Envelope) -> SpendRecord:
+def spend_of(rules: ChannelRules, env: Envelope) -> TableRow:
     p = env.properties
     source, medium = rules.fold_source(str(p.get("source", ""))), rules.fold_medium(str(p.get("medium", "")))
-    return SpendRecord({
+    return TableRow({
         "project": env.project, "day": p["date"], "source": source, "medium": medium or "(none)",
         "campaign": str(p.get("campaign", "")).strip().lower(), "ad": str(p.get("ad", "")),
         "keyword": str(p.get("keyword", "")), "channel": rules.channel_of(source, medium),
