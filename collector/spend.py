@@ -70,9 +70,30 @@ def rows_of_body(body: bytes, content_type: str) -> list[dict[str, Any]] | str:
     return [{ALIASES.get((k or "").strip().lower(), (k or "").strip().lower()): v for k, v in row.items()} for row in reader]
 
 
-def parse_spend(rows: list[dict[str, Any]], project: str, received_at: datetime, default_currency: str,
-                first_line: int = 2) -> SpendImport:
-    """Rows -> spend envelopes. first_line: the file line of the first row (2 after a CSV header)."""
+@dataclass(frozen=True)
+class _Table:
+    """How one kind of imported row is read."""
+
+    family: type
+    schema: str
+    kind: str
+    columns: tuple[str, ...]
+    aliases: dict[str, str]
+    numbers: tuple[str, ...]  # columns written as numbers ('1 500,50' allowed)
+    upper: tuple[str, ...]  # ISO codes
+    default_key: str  # the column that takes the default currency when absent
+
+
+SPEND_TABLE = _Table(SpendRow, SPEND, "spend", COLUMNS, {}, ("cost", "clicks", "impressions"), ("currency",), "currency")
+RATE_TABLE = _Table(CurrencyRate, RATE, "rate", ("date", "currency", "base", "rate"),
+                    {"валюта": "currency", "курс": "rate", "to": "base", "from": "currency"}, ("rate",),
+                    ("currency", "base"), "base")
+
+
+def _parse(table: _Table, rows: list[dict[str, Any]], project: str, received_at: datetime, default_currency: str,
+           first_line: int) -> SpendImport:
+    """Rows -> envelopes, all or nothing; first_line: the file line of the first row (2 after a CSV
+    header, 0 for JSON, whose rows are named rows[n])."""
     out = SpendImport(import_id=uuid.uuid4().hex)
     if not rows:
         out.errors.append("no rows")
@@ -81,54 +102,38 @@ def parse_spend(rows: list[dict[str, Any]], project: str, received_at: datetime,
             out.errors.append("... more errors not shown")
             break
         line = f"row {n + first_line}" if first_line else f"rows[{n}]"
-        values = {k: (_number(v) if k in ("cost", "clicks", "impressions") else v) for k, v in raw.items()
-                  if k in COLUMNS and v not in (None, "")}
-        values.setdefault("currency", default_currency)
-        values["currency"] = str(values["currency"]).strip().upper()
+        named = {table.aliases.get(str(k).strip().lower(), str(k).strip().lower()): v for k, v in raw.items()}
+        values = {k: (_number(v) if k in table.numbers else v) for k, v in named.items()
+                  if k in table.columns and v not in (None, "")}
+        values.setdefault(table.default_key, default_currency)
+        for key in table.upper:
+            if key in values:
+                values[key] = str(values[key]).strip().upper()
+        if table.kind == "spend":
+            values["import_id"] = out.import_id
         try:
-            row = SpendRow(**values, import_id=out.import_id)
+            row = table.family(**values)
         except ValidationError as exc:
             err = exc.errors()[0]
             field_name = ".".join(str(x) for x in err["loc"]) or "row"
             out.errors.append(f"{line}: {field_name}: {err['msg']} (got {raw.get(field_name, '')!r})")
             continue
+        event_id = (f"spend:{out.import_id}:{n}" if table.kind == "spend"
+                    else f"rate:{row.base}:{row.currency}:{row.date}")
         out.envelopes.append(Envelope(
-            schema=SPEND, event_id=f"spend:{out.import_id}:{n}", type="spend", project=project,
+            schema=table.schema, event_id=event_id, type=table.kind, project=project,
             timestamp=datetime.combine(row.date, time.min, tzinfo=timezone.utc), received_at=received_at,
             properties=row.model_dump(mode="json")))
     return out
 
 
-RATE_COLUMNS = ("date", "currency", "base", "rate")
-RATE_ALIASES = {"day": "date", "дата": "date", "валюта": "currency", "курс": "rate", "to": "base", "from": "currency"}
+def parse_spend(rows: list[dict[str, Any]], project: str, received_at: datetime, default_currency: str,
+                first_line: int = 2) -> SpendImport:
+    """Spend rows -> spend envelopes (the latest import of a day and source replaces earlier ones)."""
+    return _parse(SPEND_TABLE, rows, project, received_at, default_currency, first_line)
 
 
 def parse_rates(rows: list[dict[str, Any]], project: str, received_at: datetime, default_base: str,
                 first_line: int = 2) -> SpendImport:
-    """Currency rates -> rate envelopes; all or nothing, like spend."""
-    out = SpendImport(import_id=uuid.uuid4().hex)
-    if not rows:
-        out.errors.append("no rows")
-    for n, raw in enumerate(rows):
-        if len(out.errors) >= MAX_ERRORS:
-            out.errors.append("... more errors not shown")
-            break
-        line = f"row {n + first_line}" if first_line else f"rows[{n}]"
-        values = {RATE_ALIASES.get(str(k).strip().lower(), str(k).strip().lower()): v for k, v in raw.items()}
-        values = {k: (_number(v) if k == "rate" else v) for k, v in values.items() if k in RATE_COLUMNS and v not in (None, "")}
-        values.setdefault("base", default_base)
-        for key in ("currency", "base"):
-            if key in values:
-                values[key] = str(values[key]).strip().upper()
-        try:
-            rate = CurrencyRate(**values)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field_name = ".".join(str(x) for x in err["loc"]) or "row"
-            out.errors.append(f"{line}: {field_name}: {err['msg']} (got {raw.get(field_name, '')!r})")
-            continue
-        out.envelopes.append(Envelope(
-            schema=RATE, event_id=f"rate:{rate.base}:{rate.currency}:{rate.date}", type="rate", project=project,
-            timestamp=datetime.combine(rate.date, time.min, tzinfo=timezone.utc), received_at=received_at,
-            properties=rate.model_dump(mode="json")))
-    return out
+    """Currency rates -> rate envelopes (one per base, currency and day: a later import wins)."""
+    return _parse(RATE_TABLE, rows, project, received_at, default_base, first_line)
