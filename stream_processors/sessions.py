@@ -65,7 +65,8 @@ from schemas.touch import Touch
 from .channels import Attribution
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2 added `past`; version 1 states are still read
+PAST_SESSIONS = 6  # closed sessions remembered (their time ranges) to recognise redelivered old hits
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -138,6 +139,10 @@ class VisitorSessions:
     referrer_host: str
     user_id: str | None  # latest known for the visitor, across sessions
     is_bot: bool
+    # (start, end) in epoch seconds of the visitor's last closed sessions, newest first. A late hit
+    # inside one of them was already counted there: at-least-once delivery and history reloads
+    # re-send old hits, which must not become sessions of their own.
+    past: tuple[tuple[int, int], ...] = ()
 
     def touch(self, project: str, anonymous_id: str) -> Touch:
         """The session's touch as it stands now."""
@@ -183,15 +188,17 @@ class VisitorSessions:
                 self.referrer_host,
                 self.user_id,
                 1 if self.is_bot else 0,
+                [list(p) for p in self.past],
             ]
         )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> VisitorSessions:
         raw = orjson.loads(data)
-        if not isinstance(raw, list) or not raw or raw[0] != STATE_VERSION:
+        if not isinstance(raw, list) or not raw or raw[0] not in (1, STATE_VERSION):
             version = raw[0] if isinstance(raw, list) and raw else None
             raise ValueError(f"unknown visitor-sessions state version {version!r}")
+        past = tuple((int(a), int(b)) for a, b in raw.pop()) if raw[0] == STATE_VERSION else ()
         (
             _,
             session_id,
@@ -231,7 +238,12 @@ class VisitorSessions:
             referrer_host=referrer_host,
             user_id=user_id,
             is_bot=bool(is_bot),
+            past=past,
         )
+
+
+def _seconds(at: datetime) -> int:
+    return int((at - _EPOCH).total_seconds())
 
 
 def is_milestone(events: int) -> bool:
@@ -243,7 +255,7 @@ def is_milestone(events: int) -> bool:
     return events in (1, 2, 5)
 
 
-def _opened(hit: Hit, user_id: str | None) -> VisitorSessions:
+def _opened(hit: Hit, user_id: str | None, past: tuple[tuple[int, int], ...] = ()) -> VisitorSessions:
     a = hit.attribution
     return VisitorSessions(
         session_id=hit.event_id,
@@ -263,7 +275,18 @@ def _opened(hit: Hit, user_id: str | None) -> VisitorSessions:
         referrer_host=a.referrer_host,
         user_id=user_id,
         is_bot=hit.is_bot,
+        past=past,
     )
+
+
+def _closing(state: VisitorSessions) -> tuple[tuple[int, int], ...]:
+    """The remembered ranges once the open session closes."""
+    return ((_seconds(state.started_at), _seconds(state.last_seen)), *state.past)[:PAST_SESSIONS]
+
+
+def _seen_before(state: VisitorSessions, at: datetime) -> bool:
+    t = _seconds(at)
+    return any(start <= t <= end for start, end in state.past)
 
 
 def _same_campaign(state: VisitorSessions, a: Attribution) -> bool:
@@ -281,7 +304,7 @@ def _joined(
     return VisitorSessions(
         s.session_id, started_at, last_seen, s.events + 1, reported, s.source, s.medium,
         s.campaign, s.content, s.term, s.click_id_type, s.click_key, s.channel, s.landing_url,
-        s.referrer_host, user_id, s.is_bot,
+        s.referrer_host, user_id, s.is_bot, s.past,
     )  # fmt: skip
 
 
@@ -306,7 +329,7 @@ def sessionize(
                 return new, (new.touch(hit.project, hit.anonymous_id),)
             return _joined(state, state.started_at, hit.at, user_id, state.reported), ()
         # the open session is over: flush its exact count if behind, then open the new one
-        new = _opened(hit, hit.user_id or state.user_id)
+        new = _opened(hit, hit.user_id or state.user_id, _closing(state))
         opened = new.touch(hit.project, hit.anonymous_id)
         if state.reported < state.events:
             return new, (state.touch(hit.project, hit.anonymous_id), opened)
@@ -321,5 +344,7 @@ def sessionize(
             new = _joined(state, started_at, state.last_seen, user_id, events)
             return new, (new.touch(hit.project, hit.anonymous_id),)
         return _joined(state, started_at, state.last_seen, user_id, state.reported), ()
+    if _seen_before(state, hit.at):  # inside a session already counted: a redelivered or reloaded hit
+        return state, ()
     alone = _opened(hit, hit.user_id or state.user_id)
     return state, (alone.touch(hit.project, hit.anonymous_id),)

@@ -238,10 +238,27 @@ def test_state_round_trips_through_compact_versioned_bytes():
                  hit("e2", T0 + timedelta(minutes=7, microseconds=1), is_bot=False)])[0]
     data = state.to_bytes()
     assert VisitorSessions.from_bytes(data) == state
-    assert data.startswith(b"[1,")
+    assert data.startswith(b"[2,")
     assert len(data) < 300, len(data)
     with pytest.raises(ValueError, match="version"):
-        VisitorSessions.from_bytes(b"[2" + data[2:])
+        VisitorSessions.from_bytes(b"[3" + data[2:])
+    v1 = b"[1" + data[2:data.rindex(b",[")] + b"]"  # a state written before `past` existed
+    assert VisitorSessions.from_bytes(v1) == state
+
+
+def test_redelivered_old_hits_do_not_become_sessions_of_their_own():
+    """At-least-once delivery and history reloads send old hits again; hits inside a session that
+    was already counted are absorbed, while a genuinely late hit from before is still its own visit."""
+    hits = [hit("a1", T0, IG_AD), hit("a2", T0 + timedelta(minutes=5)),
+            hit("b1", T0 + timedelta(days=1), f"{SHOP}?gclid=x"), hit("b2", T0 + timedelta(days=1, minutes=3)),
+            hit("c1", T0 + timedelta(days=3), SHOP, referrer="https://www.google.kz/")]
+    state, first = run(hits)
+    again, repeated = run(hits, state=state)
+    assert {t.touch_id for t in first} == {"a1", "b1", "c1"}
+    assert {t.touch_id for t in repeated} <= {"c1"}  # nothing new: at most the open session again
+    assert len(state.past) == 2
+    lost, alone = sessionize(state, hit("x", T0 - timedelta(days=2)))  # from before anything remembered
+    assert lost == state and [t.touch_id for t in alone] == ["x"]
 
 
 def test_a_gclid_state_keeps_a_digest_not_the_click_id():
