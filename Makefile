@@ -34,8 +34,10 @@ kafka-start:
 kafka-stop:
 	bash deploy/local/kafka.sh stop
 
-bench: setup
+bench: setup  ## prints numbers: ingest vs a raw ASGI ceiling, the step chain, the channel report on 10M touches
 	$(UV) run --frozen python bench/ingest.py
+	$(UV) run --frozen python bench/processors.py
+	$(UV) run --frozen python bench/reports.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache moneytrail-data moneytrail-demo
