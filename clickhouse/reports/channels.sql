@@ -16,19 +16,23 @@ WITH
           AND kind IN ('lead', 'sale', 'payment', 'refund')
     ),
     -- a call carries no visitor: the visitor is whoever was shown the dialled number at that moment
+    -- (only those conversions go through the lease join; CTEs are inlined, so `conv` stays cheap)
     conv AS (
+        SELECT conversion_id, kind, at, value, currency, anonymous_id
+        FROM conv_found
+        WHERE anonymous_id != '' OR tracking_number = ''
+        UNION ALL
         SELECT c.conversion_id AS conversion_id, any(c.kind) AS kind, any(c.at) AS at, any(c.value) AS value,
                any(c.currency) AS currency,
-               if(any(c.anonymous_id) != '', any(c.anonymous_id),
-                  argMaxIf(l.anonymous_id, l.started_at, l.lease_id != '' AND c.at >= l.started_at
-                                                          AND c.at <= l.matches_until)) AS anonymous_id
-        FROM conv_found AS c
+               argMaxIf(l.anonymous_id, l.started_at, l.lease_id != '' AND c.at >= l.started_at
+                                                      AND c.at <= l.matches_until) AS anonymous_id
+        FROM (SELECT * FROM conv_found WHERE anonymous_id = '' AND tracking_number != '') AS c
         LEFT JOIN (SELECT lease_id, tracking_number, anonymous_id, started_at, matches_until
                    FROM leases FINAL
                    WHERE project = {project:String}
                      AND started_at < {to:DateTime64(3, 'UTC')}
                      AND matches_until >= {from:DateTime64(3, 'UTC')}) AS l
-            ON l.tracking_number = c.tracking_number AND c.tracking_number != ''
+            ON l.tracking_number = c.tracking_number
         GROUP BY c.conversion_id
     ),
     tch AS (
@@ -38,7 +42,9 @@ WITH
           AND started_at >= {from:DateTime64(3, 'UTC')} - toIntervalDay({lookback:UInt32})
           AND started_at < {to:DateTime64(3, 'UTC')}
           AND NOT is_bot
-          AND anonymous_id IN (SELECT anonymous_id FROM conv WHERE anonymous_id != '')
+          AND anonymous_id IN (SELECT anonymous_id FROM conv_found WHERE anonymous_id != ''
+                               UNION ALL
+                               SELECT anonymous_id FROM leases WHERE project = {project:String})
     ),
     credited AS (
         SELECT
@@ -88,7 +94,7 @@ WITH
         ) AS s
         ASOF LEFT JOIN rates AS r ON s.currency = r.currency AND s.day >= r.day
     ),
-    (SELECT count() > 0 FROM conv WHERE kind IN ('payment', 'refund')) AS has_payments,
+    (SELECT count() > 0 FROM conv_found WHERE kind IN ('payment', 'refund')) AS has_payments,
     parts AS (
         SELECT channel, count() AS visits, 0 AS leads, 0 AS sales,
                toDecimal128(0, 6) AS revenue, toDecimal128(0, 6) AS spend, 0 AS unconverted
