@@ -240,3 +240,15 @@ def test_money_in_other_currencies_is_converted_by_the_days_rate(chdb_wh):
     row = next(r for r in out["rows"] if r["channel"] == "Paid Search")
     assert row["revenue"] == "54000.00"  # 100*480 + 10*500 + 1000, EUR left out
     assert row["spend"] == "9600.00" and row["unconverted"] == 1
+
+
+def test_a_chat_lead_spanning_a_month_end_counts_once_at_its_first_message(chdb_wh):
+    p = f"p{uuid.uuid4().hex[:8]}"
+    chdb_wh.insert("conversions", [_conv(p, "lead:message:whatsapp:h_1", "lead", "2026-10-31T23:50:00Z", "a1")])
+    chdb_wh.insert("conversions", [_conv(p, "lead:message:whatsapp:h_1", "lead", "2026-11-01T00:10:00Z", "a1")])
+    chdb_wh.insert("conversions", [_conv(p, "sale:deal:x", "sale", "2026-11-02T10:00:00Z", "a1", "100.00")])
+    chdb_wh.insert("conversions", [_conv(p, "sale:deal:x", "sale", "2026-11-02T11:00:00Z", "a1", "150.00")])  # price edited
+    rows = chdb_wh.rows("SELECT conversion_id, toString(at) AS at, toString(value) AS v FROM conversions FINAL "
+                        "WHERE project = {p:String} ORDER BY conversion_id", {"p": p})
+    assert rows == [{"conversion_id": "lead:message:whatsapp:h_1", "at": "2026-10-31 23:50:00.000", "v": "0"},
+                    {"conversion_id": "sale:deal:x", "at": "2026-11-02 11:00:00.000", "v": "150"}]
