@@ -252,3 +252,22 @@ def test_a_chat_lead_spanning_a_month_end_counts_once_at_its_first_message(chdb_
                         "WHERE project = {p:String} ORDER BY conversion_id", {"p": p})
     assert rows == [{"conversion_id": "lead:message:whatsapp:h_1", "at": "2026-10-31 23:50:00.000", "v": "0"},
                     {"conversion_id": "sale:deal:x", "at": "2026-11-02 11:00:00.000", "v": "150"}]
+
+
+def test_the_quality_report(chdb_wh):
+    p = f"p{uuid.uuid4().hex[:8]}"
+    chdb_wh.insert("touches", [
+        _t(p, "t1", "Paid Search", "2026-11-01T10:00:00Z", "a1", "google") | {"campaign": "sofas"},
+        _t(p, "t2", "Referral", "2026-11-01T10:00:00Z", "a2", "blog.kz"),
+        _t(p, "t3", "Other", "2026-11-01T10:00:00Z", "a3", "partner-x"),
+        _t(p, "t4", "Direct", "2026-11-01T10:00:00Z", "a4", "(direct)"),
+        {**_t(p, "t5", "Direct", "2026-11-01T10:00:00Z", "bot", "(direct)"), "is_bot": True},
+    ])
+    chdb_wh.insert("conversions", [_conv(p, "p1", "payment", "2026-11-02T10:00:00Z", "a1", "300.00"),
+                                   _conv(p, "p2", "payment", "2026-11-02T10:00:00Z", "", "100.00")])
+    out = reports.run(chdb_wh, reports.ReportRequest("quality", p, date(2026, 11, 1), date(2026, 11, 30)))
+    rows = {r["metric"]: r for r in out["rows"]}
+    assert (rows["revenue_attributed"]["value"], rows["revenue_attributed"]["share"]) == ("300.00", 0.75)
+    assert rows["sessions"]["value"] == "5" and rows["bot_sessions"]["value"] == "1"
+    assert rows["direct_sessions"]["share"] == 0.25 and rows["other_channel_sessions"]["value"] == "1"
+    assert rows["unknown_source:partner-x/(none)"]["value"] == "1"

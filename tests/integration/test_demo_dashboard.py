@@ -7,6 +7,7 @@ import json
 import re
 import time
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,12 @@ def test_the_demo_serves_a_dashboard_that_matches_the_api(tmp_path: Path) -> Non
                         headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
         truth = json.loads((tmp_path / "demo" / "demo-ground-truth.json").read_text())
         assert api["total"]["leads"] > 0 and api["total"]["sales"] > 0 and api["total"]["spend"] != "0.00"
+        quality = httpx.get(f"http://127.0.0.1:{port}/api/reports/quality", params=params,
+                            headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+        attributed = next(r for r in quality["rows"] if r["metric"] == "revenue_attributed")
+        expected = Decimal(truth["totals"]["revenue"]) - Decimal(truth["totals"]["unattributed_revenue"])
+        assert Decimal(attributed["value"]) == expected  # the quality report's share matches the ground truth
+        assert attributed["share"] == pytest.approx(1 - truth["totals"]["unattributed_revenue_share"], abs=1e-4)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1440, "height": 1000}, locale="ru-RU")
@@ -63,6 +70,7 @@ def test_the_demo_serves_a_dashboard_that_matches_the_api(tmp_path: Path) -> Non
             browser.close()
     finally:
         assert demo.stop() == 0, demo.output()[-3000:]
-    show(f"demo: {loaded.group(1)} events in {loaded.group(2)} requests loaded in {loaded.group(3)} s; dashboard "
+    show(f"demo: quality report credits {attributed['share'] * 100:.1f}% of revenue to a visit, as the ground truth says; "
+         f"{loaded.group(1)} events in {loaded.group(2)} requests loaded in {loaded.group(3)} s; dashboard "
          f"shows {checked} cells equal to the API; ground truth has {len(truth)} sections; "
          f"screenshot test-artifacts/demo-dashboard.png")
