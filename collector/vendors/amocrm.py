@@ -67,6 +67,7 @@ from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult
+from .base import why as _why
 from .forms import parse_form
 
 VENDOR = "amocrm"
@@ -387,6 +388,3 @@ def _custom(item: dict[str, Any], cfg: _Settings) -> tuple[str | None, str | Non
     return anonymous_id, user_id, campaign
 
 
-def _why(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"

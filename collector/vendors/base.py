@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Union
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from schemas.project import Project
 from schemas.reasons import RejectReason
@@ -84,6 +84,14 @@ def not_configured(vendor: str, what: str) -> Refused:
     """A vendor whose secret is not configured never fails open."""
     return Refused(RejectReason.bad_signature, f"{vendor}: {what} is not configured for this project "
                    f"(moneytrail projects configure <project> {vendor} ...)", 401)
+
+
+def why(exc: Exception) -> str:
+    """A refusal's detail from a validation error: the first field that failed and why."""
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+    return str(exc)
 
 
 def same_secret(given: str | bytes | None, expected: str | bytes) -> bool:

@@ -63,6 +63,7 @@ from schemas.reasons import RejectReason
 
 from .forms import parse_form
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
+from .base import why as _why
 
 VENDOR = "bitrix24"
 CRM = "bitrix24"
@@ -373,6 +374,3 @@ def _stage_config(config: Mapping[str, Any]) -> dict[str, str]:
     return _valid_stages(config.get("stages"))
 
 
-def _why(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"

@@ -51,6 +51,7 @@ from schemas.reasons import RejectReason
 
 from ..privacy import normalise_phone
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
+from .base import why
 from .messaging import context_campaign
 from .signing import matches_hex, signed_json_items
 
@@ -255,9 +256,6 @@ def moment(value: Any, name: str, tz: ZoneInfo) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=tz)
 
 
-def why(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
 
 
 # --- the call draft -------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
 
 from .base import Accepted, Draft, Refused, Reply, VendorRequest, VendorResult, not_configured
+from .base import why as _why
 
 REPLY = Reply(200, b'{"code":0}', "application/json")
 TYPES = ("check", "pay", "fail", "confirm", "refund", "cancel", "recurrent")
@@ -264,8 +265,3 @@ def _opt(value: Any) -> str | None:
     return None
 
 
-def _why(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-    return str(exc)

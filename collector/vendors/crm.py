@@ -41,6 +41,7 @@ from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
+from .base import why as _why
 from .signing import signed_json_items
 
 VENDOR = "crm"
@@ -161,6 +162,3 @@ def _time(value: Any) -> datetime | None | str:
     return at
 
 
-def _why(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"

@@ -22,6 +22,7 @@ from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult
+from .base import why as _why
 from .signing import signed_json_items
 
 
@@ -74,8 +75,3 @@ def _opt(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def _why(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-    return str(exc)

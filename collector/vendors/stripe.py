@@ -58,6 +58,7 @@ from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
+from .base import why as _why
 
 HEADER = "stripe-signature"
 DEFAULT_TOLERANCE_S = 300
@@ -333,8 +334,3 @@ def _time(created: Any, fallback: datetime) -> datetime:
         return fallback
 
 
-def _why(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-    return str(exc)

@@ -38,6 +38,7 @@ from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
 
 from .base import Accepted, Draft, Refused, Reply, VendorRequest, VendorResult
+from .base import why as _why
 
 # yoomoney/yookassa-sdk-python src/yookassa/domain/common/security_helper.py (same list in the PHP SDK)
 OFFICIAL_IPS = (
@@ -201,8 +202,3 @@ def _opt(value: Any) -> str | None:
     return None
 
 
-def _why(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-    return str(exc)

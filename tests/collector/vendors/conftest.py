@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.vendors.base import VendorRequest
+from collector.ingest import IngestRules, Refusal, envelope_of_draft
+from collector.privacy import Hasher
+from collector.vendors.base import Accepted, Refused, VendorRequest
+from schemas.reasons import RejectReason
 from schemas.project import Project
 
 FORMATS = Path(__file__).resolve().parents[4] / "shared" / "vendor-formats"
@@ -36,3 +39,17 @@ def formats_dir() -> Path:
     if not FORMATS.exists():
         pytest.fail(f"shared vendor formats missing at {FORMATS}")
     return FORMATS
+
+
+RULES = IngestRules(Hasher(b"k" * 32))
+
+
+def check_result(out: Accepted | Refused) -> None:
+    """What any body must give: a refusal with a reason from the closed set and a 4xx, or drafts that
+    all become envelopes."""
+    if isinstance(out, Refused):
+        assert out.reason in RejectReason and out.detail and 400 <= out.status < 500
+        return
+    for draft in out.drafts:
+        env = envelope_of_draft(draft, "shop", NOW, RULES)
+        assert not isinstance(env, Refusal), env

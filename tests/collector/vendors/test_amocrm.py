@@ -15,7 +15,7 @@ from schemas.envelope import IDENTIFY
 from schemas.families import DEAL
 from schemas.reasons import RejectReason
 
-from .conftest import NOW, fixture_bytes, vendor_request
+from .conftest import NOW, fixture_bytes, vendor_request, check_result
 
 CONFIG = {"account_id": 30000001, "subdomain": "exampleshop"}  # account_id as the CLI stores it (JSON number)
 RULES = IngestRules(Hasher(b"k" * 32))
@@ -257,13 +257,7 @@ def test_bodies_that_are_not_amocrm_hooks():
 # --- never raises -----------------------------------------------------------------------------
 
 
-def _check(out: Accepted | Refused) -> None:
-    if isinstance(out, Refused):
-        assert out.reason in RejectReason and out.detail and 400 <= out.status < 500
-        return
-    for draft in out.drafts:
-        env = envelope_of_draft(draft, "shop", NOW, RULES)
-        assert not isinstance(env, Refusal), env
+_check = check_result
 
 
 @settings(max_examples=300, deadline=None)

@@ -15,7 +15,7 @@ from schemas.envelope import TRACK
 from schemas.families import DEAL
 from schemas.reasons import RejectReason
 
-from .conftest import NOW, fixture_bytes, vendor_request
+from .conftest import NOW, fixture_bytes, vendor_request, check_result
 
 APP_TOKEN = "51856fefc120afa4b628cc82d3935cce"  # the token in the shared ONCRMDEAL* examples
 ROBOT_TOKEN = "rb_9f2c4e1a7d"  # the token in our robot fixture
@@ -249,13 +249,7 @@ def test_stage_kind_of_order():
 # --- never raises -----------------------------------------------------------------------------
 
 
-def _check(out: Accepted | Refused) -> None:
-    if isinstance(out, Refused):
-        assert out.reason in RejectReason and out.detail and 400 <= out.status < 500
-        return
-    for draft in out.drafts:
-        env = envelope_of_draft(draft, "shop", NOW, RULES)
-        assert not isinstance(env, Refusal), env
+_check = check_result
 
 
 @settings(max_examples=300, deadline=None)

@@ -15,7 +15,7 @@ from collector.vendors.signing import hmac_sha256
 from schemas.families import DEAL
 from schemas.reasons import RejectReason
 
-from .conftest import NOW, fixture_bytes, vendor_request
+from .conftest import NOW, fixture_bytes, vendor_request, check_result
 
 SECRET = "crm-secret"
 RULES = IngestRules(Hasher(b"k" * 32))
@@ -132,13 +132,7 @@ def test_optional_fields_and_defaults():
 # --- never raises -----------------------------------------------------------------------------
 
 
-def _check(out: Accepted | Refused) -> None:
-    if isinstance(out, Refused):
-        assert out.reason in RejectReason and out.detail and 400 <= out.status < 500
-        return
-    for draft in out.drafts:
-        env = envelope_of_draft(draft, "shop", NOW, RULES)
-        assert not isinstance(env, Refusal), env
+_check = check_result
 
 
 @settings(max_examples=300, deadline=None)
