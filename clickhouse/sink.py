@@ -25,7 +25,8 @@ log = logging.getLogger("moneytrail.sink")
 
 TABLE_OF_TOPIC = {topics.RAW: "raw_events", topics.TOUCHES: "touches", topics.CONVERSIONS: "conversions",
                   topics.SPEND: "ad_spend", topics.LEASES: "leases", topics.RATES: "currency_rates",
-                  topics.DEAD_LETTERS: "dead_letters"}
+                  topics.DEAD_LETTERS: "dead_letters", topics.LINKS: "identity_links",
+                  topics.IDENTITY: "identity_map", topics.GUARDS: "identity_guard", topics.CREDITS: "credits"}
 
 
 def _raw_row(value: bytes) -> dict[str, Any]:
@@ -61,6 +62,10 @@ ROW_OF_TOPIC: dict[str, Callable[[bytes], dict[str, Any]]] = {
     topics.LEASES: orjson.loads,
     topics.RATES: orjson.loads,
     topics.DEAD_LETTERS: _dead_row,
+    topics.LINKS: orjson.loads,
+    topics.IDENTITY: orjson.loads,
+    topics.GUARDS: orjson.loads,
+    topics.CREDITS: orjson.loads,
 }
 
 
@@ -80,6 +85,12 @@ def convert(topic: str, values: list[bytes]) -> tuple[list[dict[str, Any]], list
 
 
 def row_id(row: dict[str, Any]) -> str:
+    if "credit_id" in row:
+        return str(row["credit_id"])
+    if "identifier" in row:
+        return f"{row['identifier']}@{row['version']}"
+    if "evidence" in row or "person_a" in row:
+        return f"{row['a']}|{row['b']}|{row.get('event_id', '')}|{row.get('version', '')}"
     return str(row.get("conversion_id") or row.get("row_id") or row.get("event_id") or row.get("touch_id")
                or (f"{row['lease_id']}:{row['expires_at']}" if "lease_id" in row else "")
                or (f"{row['base']}:{row['currency']}:{row['day']}:{row['imported_at']}" if "base" in row else "")

@@ -24,7 +24,8 @@ from collector.calltracking import Lease
 from collector.ports import CollectorConfig
 from schemas import topics
 from stream_processors.channels import ChannelRules
-from stream_processors.embedded import EmbeddedRunner, RocksState
+from stream_processors.embedded import EmbeddedRunner, PersonsRunner, RocksState
+from stream_processors.persons import PERSONS_INPUTS, Persons, PersonsConfig
 from stream_processors.steps import ProcessorConfig
 
 from .bus import KafkaBus, MemoryBus, SpooledKafkaBus, ensure_topics
@@ -72,6 +73,11 @@ def channel_rules(settings: Settings) -> ChannelRules:
 def processor_config(settings: Settings) -> ProcessorConfig:
     return ProcessorConfig(channel_rules(settings), timedelta(minutes=settings.session_timeout_minutes),
                            settings.default_currency)
+
+
+def persons_config(settings: Settings) -> PersonsConfig:
+    return PersonsConfig(lookback=timedelta(days=settings.lookback_days),
+                         max_verified_phones=settings.max_verified_phones)
 
 
 def sink_topics() -> tuple[str, ...]:
@@ -122,6 +128,7 @@ class Server:
     memory_bus: MemoryBus | None = None
     sink: BatchingSink | None = None
     runner: EmbeddedRunner | None = None
+    persons_runner: PersonsRunner | None = None
     background: list[asyncio.Task] = field(default_factory=list)
 
 
@@ -157,9 +164,14 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds)
         runner = EmbeddedRunner(processor_config(settings), bus.publish, RocksState(settings.data_dir / "state" / "visitors"))
         bus.subscribe(topics.RAW, runner.handle_raw)
+        persons_store = RocksState(settings.data_dir / "state" / "persons")
+        persons_runner = PersonsRunner(Persons(persons_store, persons_config(settings)), bus.publish, persons_store)
+        for topic in PERSONS_INPUTS:
+            bus.subscribe(topic, persons_runner.handle)
         for topic in sink_topics():
             bus.subscribe(topic, sink.put)
         server.memory_bus, server.sink, server.runner = bus, sink, runner
+        server.persons_runner = persons_runner
 
         async def on_start() -> None:
             await sink.start()
@@ -169,6 +181,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             await bus.stop()
             await sink.stop()
             runner.close()
+            persons_runner.close()
             wh.close()  # close the engine now, not in interpreter teardown (chDB can crash there)
 
         publish = bus.publish

@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     kafka_replication: int = Field(1, description="replication factor of topics we create (3 on a real cluster)")
     channel_rules: Path | None = Field(None, description="channel rules TOML; default: the built-in rules")
     session_timeout_minutes: int = Field(30, description="a session ends after this long without events")
+    lookback_days: int = Field(90, description="live attribution credits a conversion's touches of this many days before it")
+    max_verified_phones: int = Field(1, description="a cookie or device may join at most this many people with different verified phones")
     sink_batch_rows: int = 10_000
     sink_batch_seconds: float = 0.5
     sink_group: str = "moneytrail-sink"

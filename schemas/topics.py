@@ -7,8 +7,12 @@ SPEND = "spend"  # ad spend rows with their channel
 LEASES = "leases"  # call-tracking numbers shown to visitors
 RATES = "rates"  # currency rates per day
 DEAD_LETTERS = "dead-letters"  # envelopes found invalid after acceptance, with a reason
+LINKS = "links"  # identity links derived from events, keyed by project
+IDENTITY = "identity"  # versioned identifier -> person mapping rows, keyed by project
+GUARDS = "guards"  # links refused by the shared-device guard, keyed by project
+CREDITS = "credits"  # live attribution credits (deltas), keyed by project
 
-ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, LEASES, RATES, DEAD_LETTERS)
+ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, LEASES, RATES, DEAD_LETTERS, LINKS, IDENTITY, GUARDS, CREDITS)
 
 
 def kafka_topic(prefix: str, name: str) -> str:

@@ -46,6 +46,9 @@ class ConversionRecord:
     event_id: str = ""
     tracking_number: str = ""  # calls: the number dialled, matched to the visitor who was shown it
     ids: dict[str, str] = field(default_factory=dict)
+    # The identifier ("kind:value") that carries the conversion to its person: the person of the
+    # subject (identity_map, latest version) is the conversion's person. See subject_of.
+    subject: str = ""
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({
@@ -53,7 +56,7 @@ class ConversionRecord:
             "at": self.at.isoformat(), "value": format(self.value, "f"), "currency": self.currency,
             "anonymous_id": self.anonymous_id, "user_id": self.user_id, "deal_id": self.deal_id, "stage": self.stage,
             "stage_kind": self.stage_kind, "event_id": self.event_id, "tracking_number": self.tracking_number,
-            "ids": self.ids,
+            "ids": self.ids, "subject": self.subject,
         })
 
 
@@ -67,12 +70,39 @@ def _money(value: object) -> Decimal | None:
     return d if d.is_finite() else None
 
 
+def subject_of(env: Envelope) -> tuple[str, str] | None:
+    """The conversion's own identifier (kind, value): the record the vendor keeps for it, so that
+    every other identifier of the event links to it. A call is its call id (its caller phone and
+    the number lease it is matched to link to it), a message its chat, a CRM deal its deal, a
+    payment its payment id, a site event its anonymous id; then user, order, and any identifier.
+    None when the event names nobody."""
+    p = env.properties
+    if env.type == "call" and p.get("call_id"):
+        return ("call", f"{p.get('vendor')}:{p.get('call_id')}")
+    if env.type == "message" and env.ids.get("chat"):
+        return ("chat", env.ids["chat"])
+    if env.type == "deal":
+        return ("deal", env.ids.get("deal") or f"{p.get('crm')}:{p.get('deal_id')}")
+    if env.type == "payment" and p.get("payment_id"):
+        return ("payment", env.ids.get("payment") or f"{p.get('provider')}:{p.get('payment_id')}")
+    if env.anonymous_id:
+        return ("anon", env.anonymous_id)
+    if env.user_id:
+        return ("user", env.user_id)
+    for kind in ("order", "phone", "email", "crm_contact", "deal", "chat", "payment", "promo", "lease", "ref"):
+        if env.ids.get(kind):
+            return (kind, env.ids[kind])
+    return None
+
+
 def conversions_of(env: Envelope, default_currency: str = "KZT") -> tuple[ConversionRecord, ...]:
     p = env.properties
+    subject = subject_of(env)
+    subject_text = f"{subject[0]}:{subject[1]}" if subject else ""
 
     def make(cid: str, kind: str, source: str, value: Decimal | None = None, currency: str | None = None,
              **extra: str) -> ConversionRecord:
-        return ConversionRecord(
+        return ConversionRecord(subject=subject_text,
             conversion_id=cid, project=env.project, kind=kind, source=source, at=env.timestamp,
             value=value if value is not None else Decimal(0),
             currency=(currency or default_currency).upper() if value is not None else "",

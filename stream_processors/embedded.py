@@ -3,11 +3,16 @@ state lives in a RocksDB folder (rocksdict) beside the warehouse, so a restart r
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
-from .outputs import records_of
-from .steps import ProcessorConfig, load_visitor, process
+from schemas import topics
+
+from .outputs import dead_letter_record, records_of
+from .persons import Persons, Refused
+from .steps import DeadLetter, ProcessorConfig, load_visitor, process
 
 Publish = Callable[[str, list[tuple[bytes, bytes]]], Awaitable[None]]
 
@@ -30,6 +35,12 @@ class RocksState:
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self._db[key] = value
+
+    def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self._db.items(from_key=prefix):
+            if not key.startswith(prefix):
+                break
+            yield key, value
 
     def close(self) -> None:
         self._db.close()
@@ -62,3 +73,38 @@ class EmbeddedRunner:
 
     def close(self) -> None:
         self._visitors.close()
+
+
+class PersonsRunner:
+    """The persons stage (persons.py) on the in-process bus: one handler for its four input topics,
+    one at a time (the state is shared), outputs published before the state writes are applied."""
+
+    def __init__(self, persons: Persons, publish: Publish, store: StateStore) -> None:
+        self._persons = persons
+        self._publish = publish
+        self._store = store
+        self._lock = asyncio.Lock()
+        self.processed = 0
+
+    async def handle(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        async with self._lock:
+            merged: dict[str, list[tuple[bytes, bytes]]] = {}
+            for _key, value in records:
+                result = self._persons.step(topic, value)
+                if isinstance(result, Refused):
+                    merged.setdefault(topics.DEAD_LETTERS, []).append(
+                        dead_letter_record(DeadLetter(result.reason, result.detail, result.payload)))
+                else:
+                    for out_topic, recs in result.records().items():
+                        merged.setdefault(out_topic, []).extend(recs)
+                self.processed += 1
+            try:
+                for out_topic, recs in merged.items():
+                    await self._publish(out_topic, recs)
+            except BaseException:
+                self._persons.forget()  # the graph is ahead of the store: reload it
+                raise
+            self._persons.overlay.flush()
+
+    def close(self) -> None:
+        self._store.close()

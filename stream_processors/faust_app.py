@@ -14,14 +14,33 @@ import faust
 
 from schemas import topics
 
-from .outputs import records_of
-from .steps import ProcessorConfig, load_visitor, process
+from .outputs import dead_letter_record, records_of
+from .persons import PERSONS_INPUTS, Persons, PersonsConfig, Refused
+from .steps import DeadLetter, ProcessorConfig, load_visitor, process
+
+
+class TableStore:
+    """A Faust table as the persons stage's store (RocksDB with a changelog topic)."""
+
+    def __init__(self, table: "faust.Table") -> None:
+        self._table = table
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._table.get(key)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._table[key] = value
+
+    def items_with_prefix(self, prefix: bytes):  # noqa: ANN201
+        # once per project per worker start (the graph is then kept in memory)
+        return ((k, v) for k, v in list(self._table.items()) if k.startswith(prefix))
 
 log = logging.getLogger("moneytrail.worker")
 
 
 def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConfig,
-              app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4) -> faust.App:
+              app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4,
+              persons_config: PersonsConfig | None = None) -> faust.App:
     app = faust.App(
         app_id,
         broker=[f"kafka://{h}" for h in bootstrap.split(",")],
@@ -41,7 +60,8 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
     raw = app.topic(topics.kafka_topic(prefix, topics.RAW), key_type=bytes, value_type=bytes)
     out = {
         name: app.topic(topics.kafka_topic(prefix, name), key_type=bytes, value_type=bytes)
-        for name in (topics.TOUCHES, topics.CONVERSIONS, topics.SPEND, topics.LEASES, topics.RATES, topics.DEAD_LETTERS)
+        for name in (topics.TOUCHES, topics.CONVERSIONS, topics.SPEND, topics.LEASES, topics.RATES, topics.DEAD_LETTERS,
+                     topics.LINKS, topics.IDENTITY, topics.GUARDS, topics.CREDITS)
     }
 
     # one visitor's session state, keyed like the raw topic (project:anonymous_id), so the table is
@@ -58,6 +78,32 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
             for name, records in records_of(result).items():
                 for key, value in records:
                     await out[name].send(key=key, value=value)
+            yield None
+
+    # The persons stage: keyed by project (all four inputs are), so one project's identity graph
+    # lives on one partition; its table is co-partitioned with the inputs (same partition count).
+    persons_table = app.Table("persons", key_type=bytes, value_type=bytes, partitions=partitions)
+    persons = Persons(TableStore(persons_table), persons_config or PersonsConfig())
+    name_of = {topics.kafka_topic(prefix, t): t for t in PERSONS_INPUTS}
+    inputs = app.topic(*name_of, key_type=bytes, value_type=bytes)
+
+    @app.on_partitions_revoked.connect
+    def _revoked(sender, revoked, **kwargs) -> None:  # noqa: ANN001 - faust's signal
+        persons.forget()  # another worker may advance these projects: reload from the table later
+
+    @app.agent(inputs, name="persons")
+    async def persons_agent(stream):  # noqa: ANN001 - faust's stream type
+        async for event in stream.events():
+            result = persons.step(name_of[event.message.topic], event.value)
+            if isinstance(result, Refused):
+                records = {topics.DEAD_LETTERS: [dead_letter_record(DeadLetter(result.reason, result.detail,
+                                                                               result.payload))]}
+            else:
+                records = result.records()
+            sent = [await out[name].send(key=key, value=value) for name, recs in records.items() for key, value in recs]
+            for fut in sent:  # delivered (acks=all) before the state moves on: a crash re-emits, never loses
+                await fut
+            persons.overlay.flush()
             yield None
 
     return app

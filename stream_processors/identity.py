@@ -7,7 +7,9 @@ A step takes the state and one `Link` and returns the state and the records it e
 Identifiers
 -----------
 `Identifier = (kind, value)`. Kinds are a closed set (`KINDS`): user, crm_contact, phone, email,
-chat, deal, anon, promo, ref, lease. Phone and email values are already keyed hashes (the caller
+chat, deal, anon, promo, ref, lease, call, order, payment (the last three were added later, at the
+end, so existing anchors and person ids did not change; a call, an order and a payment belong to
+one person, like a deal). Phone and email values are already keyed hashes (the caller
 hashes; raw values never reach this module). Values are project-scoped by the caller: one
 `IdentityGraph` per project. Promo codes must be personal codes (one recipient); a campaign-wide
 code ("SUMMER10") is not an identifier and must not be linked, or it joins everyone who used it.
@@ -149,7 +151,8 @@ import orjson
 Identifier = tuple[str, str]
 
 # Identifier order: rank of the kind, then value. The first kinds make the most stable anchors.
-KINDS: tuple[str, ...] = ("user", "crm_contact", "phone", "email", "chat", "deal", "anon", "promo", "ref", "lease")
+KINDS: tuple[str, ...] = ("user", "crm_contact", "phone", "email", "chat", "deal", "anon", "promo", "ref", "lease",
+                          "call", "order", "payment")
 KIND_RANK: dict[str, int] = {kind: rank for rank, kind in enumerate(KINDS)}
 DEVICE_KINDS: frozenset[str] = frozenset({"anon", "lease", "ref", "promo"})
 DEFAULT_MAX_VERIFIED_PHONES = 1
@@ -573,20 +576,36 @@ class IdentityGraph:
     def to_rows(self) -> Iterator[tuple[str, bytes]]:
         """Rows for a table keyed by identifier ("kind:value"), plus the "#meta" row. Value of an
         identifier row: {"p": person id, "l": [[other "kind:value", micros, flags], ...]}."""
-        yield META_ROW, orjson.dumps({
+        yield self.meta_row()
+        for region in self._regions():
+            yield from self._region_rows(region)
+
+    def meta_row(self) -> tuple[str, bytes]:
+        return META_ROW, orjson.dumps({
             "format": ROWS_FORMAT,
             "version": self.version,
             "max_verified_phones": self.max_verified_phones,
             "guard_kinds": sorted(self.guard_kinds),
         })
-        for region in self._regions():
-            adjacency: dict[str, list[list]] = {}
-            for a, b, packed in region:
-                flags, us = packed & _FLAG_MASK, packed >> _FLAG_BITS
-                adjacency.setdefault(a, []).append([_text(b), us, flags])
-                adjacency.setdefault(b, []).append([_text(a), us, flags])
-            for k, links in adjacency.items():
-                yield _text(k), orjson.dumps({"p": self._person[k], "l": links})
+
+    def region_rows(self, identifier: Identifier) -> list[tuple[str, bytes]]:
+        """The rows of the region holding `identifier` plus the "#meta" row: what a step changed
+        (a step only touches the region of its link), for a table-backed adapter to write back."""
+        _check(identifier)
+        pid = self._person.get(_key(identifier))
+        rows = [self.meta_row()]
+        if pid is not None:
+            rows.extend(self._region_rows(self._region[pid]))
+        return rows
+
+    def _region_rows(self, region: list[_StoredLink]) -> Iterator[tuple[str, bytes]]:
+        adjacency: dict[str, list[list]] = {}
+        for a, b, packed in region:
+            flags, us = packed & _FLAG_MASK, packed >> _FLAG_BITS
+            adjacency.setdefault(a, []).append([_text(b), us, flags])
+            adjacency.setdefault(b, []).append([_text(a), us, flags])
+        for k, links in adjacency.items():
+            yield _text(k), orjson.dumps({"p": self._person[k], "l": links})
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple[str, bytes]]) -> "IdentityGraph":

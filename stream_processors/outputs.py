@@ -33,6 +33,8 @@ def records_of(result: StepResult) -> dict[str, list[tuple[bytes, bytes]]]:
         out[topics.SPEND] = [(s.row["project"].encode(), s.to_bytes()) for s in result.spend]
     if result.rates:
         out[topics.RATES] = [(r.row["project"].encode(), r.to_bytes()) for r in result.rates]
+    if result.links:
+        out[topics.LINKS] = [(r.project.encode(), r.to_bytes()) for r in result.links]
     if result.leases:
         out[topics.LEASES] = [(r.row["project"].encode(), r.to_bytes()) for r in result.leases]
     return out

@@ -20,6 +20,7 @@ from schemas.touch import Touch
 
 from .channels import ChannelRules, classify
 from .conversions import ConversionRecord, conversions_of
+from .links import LinkRecord, links_of
 from .sessions import DEFAULT_TIMEOUT, VisitorSessions, hit_of, sessionize
 
 log = logging.getLogger("moneytrail.processors")
@@ -55,6 +56,7 @@ class Emitted:
     spend: tuple[TableRow, ...] = ()  # ad_spend rows
     leases: tuple[TableRow, ...] = ()  # leases rows
     rates: tuple[TableRow, ...] = ()  # currency_rates rows
+    links: tuple[LinkRecord, ...] = ()  # identity links for the persons stage
 
 
 @dataclass(frozen=True)
@@ -109,16 +111,18 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
             "rate": str(p["rate"]), "imported_at": env.received_at.isoformat()}),))
     if env.type == "lease":
         p = env.properties
-        return visitor, Emitted(leases=(TableRow({
+        return visitor, Emitted(links=links_of(env), leases=(TableRow({
             "project": env.project, "lease_id": p["lease_id"], "tracking_number": p["tracking_number"],
             "anonymous_id": env.anonymous_id or "", "started_at": p["started_at"], "expires_at": p["expires_at"],
             "matches_until": p["matches_until"]}),))
     if env.type != "pageview":
-        return visitor, Emitted(conversions=conversions_of(env, config.default_currency))
+        return visitor, Emitted(conversions=conversions_of(env, config.default_currency), links=links_of(env))
     ctx = env.context
     where = classify(config.rules, ctx.page_url, ctx.referrer, ctx.campaign)
     new, touches = sessionize(visitor, hit_of(env, where, is_bot(ctx.user_agent)), config.session_timeout)
-    return new, Emitted(touches=touches)
+    # a logged-in visitor's every pageview names the same user: link once per session or user change
+    fresh = touches or visitor is None or (env.user_id or None) != (visitor.user_id or None)
+    return new, Emitted(touches=touches, links=links_of(env) if fresh else ())
 
 
 def spend_of(rules: ChannelRules, env: Envelope) -> TableRow:

@@ -1,0 +1,86 @@
+-- Identity and live attribution (the processors' second stage, keyed by project).
+--
+-- identity_map: the versioned mapping identifier -> person. The person of an identifier is the
+-- person_id of its row with the highest version; an identifier without a row is its own person:
+--   'p_' || substring(lower(hex(SHA256(identifier))), 1, 16)
+-- Identifiers are written "kind:value" (anon:<anonymous id>, phone:<hash>, deal:amocrm:123, ...).
+CREATE TABLE IF NOT EXISTS identity_map
+(
+    project    LowCardinality(String),
+    identifier String,
+    person_id  String,
+    version    UInt64,
+    mapped_at  DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (project, identifier)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Every identity link the processors derived, with its evidence (login, crm, call, messenger,
+-- observed), for audit: "why are these two one person?".
+CREATE TABLE IF NOT EXISTS identity_links
+(
+    project    LowCardinality(String),
+    a          String,
+    b          String,
+    evidence   LowCardinality(String),
+    event_id   String,
+    at         DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (project, a, b, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Links the shared-device guard refused: one cookie or device would have joined people with
+-- different verified phones.
+CREATE TABLE IF NOT EXISTS identity_guard
+(
+    project         LowCardinality(String),
+    a               String,
+    b               String,
+    link_at         DateTime64(3, 'UTC'),
+    person_a        String,
+    person_b        String,
+    verified_groups UInt32,
+    max_groups      UInt32,
+    event_id        String,
+    version         UInt64,
+    reason          LowCardinality(String)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (project, a, b, version)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Live credits: what the processors credited each conversion with, per model and touch. Rows are
+-- deltas: a later identity merge or a late touch emits correcting rows (revision 1, 2, ...), so
+-- sum(amount) / sum(weight) per conversion and model is always exact. credit_id is deterministic,
+-- so a redelivered row collapses. Weights have 18 decimals and sum to 1 per conversion and model;
+-- amounts sum to the conversion's value.
+CREATE TABLE IF NOT EXISTS credits
+(
+    project       LowCardinality(String),
+    credit_id     String,
+    conversion_id String,
+    kind          LowCardinality(String),
+    conversion_at DateTime64(3, 'UTC'),
+    person_id     String,
+    model         LowCardinality(String),
+    touch_id      String,
+    channel       LowCardinality(String),
+    source        LowCardinality(String),
+    medium        LowCardinality(String),
+    campaign      String,
+    weight        Decimal(38, 18),
+    amount        Decimal(38, 6),
+    currency      LowCardinality(String),
+    revision      UInt32,
+    emitted_at    DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(conversion_at)
+ORDER BY (project, model, credit_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- The identifier that carries a conversion to its person ("kind:value", e.g. anon:..., call:...,
+-- chat:..., deal:amocrm:123): its person is the conversion's person.
+ALTER TABLE conversions ADD COLUMN IF NOT EXISTS subject String DEFAULT '';

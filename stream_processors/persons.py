@@ -1,0 +1,407 @@
+"""The persons stage: one identity graph per project, and live attribution over it.
+
+The first stage (steps.py, keyed by visitor) emits touches, conversions, number leases and identity
+links, all keyed by project. This stage consumes those four, keyed by project, and keeps:
+
+* the identity graph (identity.py) in memory, its rows written back to the store after each step;
+* each visitor's touches (by anonymous id), each identifier's conversions, each conversion's last
+  credits, and each tracking number's leases and calls, in the store (RocksDB in both run modes:
+  rocksdict embedded, a Faust table with a changelog distributed).
+
+A call is matched to the number leases that held its tracking number at its time (start <= t <=
+matches_until: the pool rests a number for its grace period, so normally one lease) by a link call
+<-> lease; the lease's own link joins it to the visitor. Calls and leases may arrive in any order.
+
+Whenever a conversion arrives, or the touches of a person with conversions change (a touch, a merge,
+a split), the conversions of that person are credited afresh with attribution.credit_all over the
+person's non-bot touches, and only the difference from what was emitted before goes out (correcting
+rows; see attribution.correction), so the credits of every conversion always sum to its value and
+the final credits depend only on the set of inputs, not on their order. Everything emitted has a
+deterministic id: a message processed twice (at-least-once) emits rows the warehouse collapses.
+
+A step returns what it emits and leaves its store writes pending (`Overlay`): the adapter publishes
+the output first and then applies the writes, so a crash in between re-processes the message
+against the old state and emits the same rows again, never fewer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any, Protocol
+
+import orjson
+
+from schemas import topics
+from schemas.reasons import RejectReason
+
+from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conversion, Credit, TouchPoint,
+                          credit_all, correction, minor_units_of)
+from .identity import (DEFAULT_MAX_VERIFIED_PHONES, GuardTripped, IdentityGraph, Link, MappingRow, person_id)
+
+CREDITED_KINDS = frozenset({"lead", "sale", "payment", "refund"})
+MAX_TOUCHES_PER_VISITOR = 500  # the oldest go first; a visitor with more is a robot or a kiosk
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SEP = "\x1f"
+
+
+class Store(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+    def __setitem__(self, key: bytes, value: bytes) -> None: ...
+    def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class MemoryStore(dict):
+    def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return ((k, v) for k, v in list(self.items()) if k.startswith(prefix))
+
+    def close(self) -> None:
+        pass
+
+
+class Overlay:
+    """Writes kept aside until `flush`; reads see them. The writes of the step under way are kept
+    apart (`end_step` keeps them, `abort_step` drops them), so a refused record leaves no trace."""
+
+    def __init__(self, base: Store) -> None:
+        self.base = base
+        self.pending: dict[bytes, bytes] = {}
+        self._step: dict[bytes, bytes] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._step.get(key)
+        if value is None:
+            value = self.pending.get(key)
+        return value if value is not None else self.base.get(key)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._step[key] = value
+
+    def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        seen = dict(self.base.items_with_prefix(prefix))
+        for layer in (self.pending, self._step):
+            seen.update((k, v) for k, v in layer.items() if k.startswith(prefix))
+        return iter(seen.items())
+
+    def end_step(self) -> None:
+        self.pending.update(self._step)
+        self._step.clear()
+
+    def abort_step(self) -> None:
+        self._step.clear()
+
+    def flush(self) -> int:
+        """Apply the kept writes to the store (after the output they go with is durable)."""
+        self.end_step()
+        n = len(self.pending)
+        for key, value in self.pending.items():
+            self.base[key] = value
+        self.pending.clear()
+        return n
+
+    def discard(self) -> None:
+        self._step.clear()
+        self.pending.clear()
+
+
+@dataclass(frozen=True)
+class PersonsConfig:
+    lookback: timedelta = DEFAULT_LOOKBACK
+    half_life_days: int = DEFAULT_HALF_LIFE_DAYS
+    max_verified_phones: int = DEFAULT_MAX_VERIFIED_PHONES
+    models: tuple[str, ...] = MODELS
+
+
+@dataclass
+class PersonsOut:
+    """What a step emits: rows for identity_map, identity_guard and credits."""
+
+    identity: list[dict] = field(default_factory=list)
+    guards: list[dict] = field(default_factory=list)
+    credits: list[dict] = field(default_factory=list)
+
+    def records(self) -> dict[str, list[tuple[bytes, bytes]]]:
+        out: dict[str, list[tuple[bytes, bytes]]] = {}
+        for name, rows in ((topics.IDENTITY, self.identity), (topics.GUARDS, self.guards),
+                           (topics.CREDITS, self.credits)):
+            if rows:
+                out[name] = [(r["project"].encode(), orjson.dumps(r)) for r in rows]
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.identity or self.guards or self.credits)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A record this stage cannot use; it goes to the dead-letter topic."""
+
+    reason: RejectReason
+    detail: str
+    payload: bytes
+
+
+def _us(text: str) -> int:
+    at = datetime.fromisoformat(text)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _at(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _ident(text: str) -> tuple[str, str]:
+    kind, _, value = text.partition(":")
+    return (kind, value)
+
+
+class ProjectPersons:
+    """One project's state. Mutable: the graph changes in place; store writes go to the overlay."""
+
+    def __init__(self, project: str, store: Overlay, config: PersonsConfig) -> None:
+        self.project = project
+        self.store = store
+        self.config = config
+        prefix = self._key("i", "")
+        rows = [(k[len(prefix):].decode(), v) for k, v in store.items_with_prefix(prefix)]
+        self.graph = IdentityGraph.from_rows(rows) if rows else IdentityGraph(config.max_verified_phones)
+
+    # ---- store -------------------------------------------------------------------------------
+
+    def _key(self, tag: str, rest: str) -> bytes:
+        return f"{self.project}{_SEP}{tag}{_SEP}{rest}".encode()
+
+    def _load(self, tag: str, rest: str, default: Any) -> Any:
+        raw = self.store.get(self._key(tag, rest))
+        return orjson.loads(raw) if raw else default
+
+    def _save(self, tag: str, rest: str, value: Any) -> None:
+        self.store[self._key(tag, rest)] = orjson.dumps(value)
+
+    # ---- inputs ------------------------------------------------------------------------------
+
+    def on_touch(self, row: dict) -> PersonsOut:
+        anon = row.get("anonymous_id") or ""
+        if not anon:
+            return PersonsOut()
+        entry = [row["touch_id"], _us(row["started_at"]), row["channel"], row["source"], row["medium"],
+                 row.get("campaign") or "", bool(row.get("is_bot"))]
+        touches: list = self._load("t", anon, [])
+        for i, old in enumerate(touches):
+            if old[0] == entry[0]:
+                if old == entry:
+                    return PersonsOut()  # a redelivery, or only its event count grew
+                touches[i] = entry
+                break
+        else:
+            touches.append(entry)
+            if len(touches) > MAX_TOUCHES_PER_VISITOR:
+                touches.sort(key=lambda t: (t[1], t[0]))
+                del touches[: len(touches) - MAX_TOUCHES_PER_VISITOR]
+        self._save("t", anon, touches)
+        out = PersonsOut()
+        self._credit_persons({self.graph.person_of(("anon", anon))}, ("anon", anon), out)
+        return out
+
+    def on_conversion(self, row: dict) -> PersonsOut:
+        out = PersonsOut()
+        if row.get("kind") not in CREDITED_KINDS:
+            return out
+        subject = row.get("subject") or (f"anon:{row['anonymous_id']}" if row.get("anonymous_id") else "")
+        cid = row["conversion_id"]
+        currency = row.get("currency") or ""
+        places = Decimal(1).scaleb(-minor_units_of(currency))
+        value = Decimal(str(row.get("value") or 0)).quantize(places, ROUND_HALF_EVEN)
+        fact = {"kind": row["kind"], "at": _us(row["at"]), "value": format(value, "f"), "currency": currency,
+                "subject": subject}
+        stored = self._load("v", cid, None)
+        if stored is not None:
+            old = {k: stored[k] for k in fact}
+            if old == fact or not _replaces(fact, old):
+                return out
+            stored.update(fact)
+        else:
+            stored = dict(fact, rev=-1, credits=[])
+        self._save("v", cid, stored)
+        if subject:
+            attached: list = self._load("c", subject, [])
+            if cid not in attached:
+                attached.append(cid)
+                self._save("c", subject, attached)
+        number = row.get("tracking_number") or ""
+        if number and subject.startswith("call:"):
+            index = self._load("n", number, {"leases": {}, "calls": {}})
+            index["calls"][subject] = fact["at"]
+            self._save("n", number, index)
+            for lease_id, (_anon, start, until) in sorted(index["leases"].items()):
+                if start <= fact["at"] <= until:
+                    self._link(Link(_ident(subject), ("lease", lease_id), "observed",
+                                    f"match:{subject}:{lease_id}", _at(fact["at"])), out)
+        if subject:
+            self._credit_persons({self.graph.person_of(_ident(subject))}, _ident(subject), out)
+        else:
+            self._credit(cid, stored, "", out)
+        return out
+
+    def on_lease(self, row: dict) -> PersonsOut:
+        out = PersonsOut()
+        number, lease_id = row.get("tracking_number") or "", row.get("lease_id") or ""
+        if not number or not lease_id:
+            return out
+        index = self._load("n", number, {"leases": {}, "calls": {}})
+        start, until = _us(row["started_at"]), _us(row["matches_until"])
+        old = index["leases"].get(lease_id)
+        if old is not None:
+            start, until = min(start, old[1]), max(until, old[2])  # extensions only grow a lease
+            if old == [row.get("anonymous_id") or old[0], start, until]:
+                return out
+        index["leases"][lease_id] = [row.get("anonymous_id") or "", start, until]
+        self._save("n", number, index)
+        for call, at in sorted(index["calls"].items()):
+            if start <= at <= until:
+                self._link(Link(_ident(call), ("lease", lease_id), "observed", f"match:{call}:{lease_id}", _at(at)), out)
+        return out
+
+    def on_link(self, row: dict) -> PersonsOut:
+        out = PersonsOut()
+        at = datetime.fromisoformat(row["at"])
+        self._link(Link(_ident(row["a"]), _ident(row["b"]), row["evidence"], row.get("event_id") or "",
+                        at if at.tzinfo else at.replace(tzinfo=UTC)), out)
+        return out
+
+    # ---- identity ----------------------------------------------------------------------------
+
+    def _link(self, link: Link, out: PersonsOut) -> None:
+        emitted = self.graph.add(link)
+        if not emitted:
+            return
+        for e in emitted:
+            if isinstance(e, MappingRow):
+                out.identity.append({"project": self.project, "identifier": f"{e.identifier[0]}:{e.identifier[1]}",
+                                     "person_id": e.person_id, "version": e.version})
+            elif isinstance(e, GuardTripped):
+                out.guards.append({
+                    "project": self.project, "a": f"{e.a[0]}:{e.a[1]}", "b": f"{e.b[0]}:{e.b[1]}",
+                    "link_at": e.link_at.isoformat(), "person_a": e.person_a, "person_b": e.person_b,
+                    "verified_groups": e.verified_groups, "max_groups": e.limit, "event_id": e.event_id,
+                    "version": e.version, "reason": e.reason})
+        persons: set[str] = set()
+        for row_key, value in self.graph.region_rows(link.a):
+            self._save("i", row_key, orjson.loads(value))
+            if row_key != "#meta":
+                persons.add(orjson.loads(value)["p"])
+        if any(isinstance(e, MappingRow) for e in emitted):
+            self._credit_persons(persons, link.a, out)
+
+    def _members(self, person: str, known: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+        members = self.graph.members(person)
+        return members if members else (known,)
+
+    # ---- attribution -------------------------------------------------------------------------
+
+    def _credit_persons(self, persons: set[str], known: tuple[str, str], out: PersonsOut) -> None:
+        for person in sorted(persons):
+            members = self._members(person, known)
+            cids: list[str] = []
+            for kind, value in members:
+                cids.extend(self._load("c", f"{kind}:{value}", []))
+            if not cids:
+                continue
+            touches = self._touches(members)
+            for cid in sorted(set(cids)):
+                fact = self._load("v", cid, None)
+                if fact is not None:
+                    self._credit(cid, fact, person, out, touches)
+
+    def _touches(self, members: tuple[tuple[str, str], ...]) -> list[TouchPoint]:
+        points = []
+        for kind, value in members:
+            if kind != "anon":
+                continue
+            for touch_id, us, channel, source, medium, campaign, is_bot in self._load("t", value, []):
+                if not is_bot:
+                    points.append(TouchPoint(touch_id, _at(us), channel, source, medium, campaign,
+                                             source == "(direct)"))
+        return points
+
+    def _credit(self, cid: str, fact: dict, person: str, out: PersonsOut,
+                touches: list[TouchPoint] | None = None) -> None:
+        conv = Conversion(cid, person, fact["kind"], _at(fact["at"]), Decimal(fact["value"]), fact["currency"])
+        try:
+            current = credit_all(conv, touches or [], self.config.lookback, self.config.half_life_days,
+                                 models=self.config.models)
+        except (ValueError, InvalidOperation):
+            return
+        previous = [_credit_of(conv, c, fact["rev"]) for c in fact["credits"]]
+        revision = fact["rev"] + 1
+        delta = correction(previous, current, revision) if previous else current
+        if not delta:
+            return
+        fact["rev"] = revision
+        fact["credits"] = [[c.touch_id, c.channel, c.source, c.medium, c.campaign, c.model,
+                            format(c.weight, "f"), format(c.amount, "f")] for c in current]
+        self._save("v", cid, fact)
+        for c in delta:
+            out.credits.append({
+                "project": self.project, "credit_id": c.credit_id, "conversion_id": cid, "kind": conv.kind,
+                "conversion_at": conv.at.isoformat(), "person_id": person, "model": c.model,
+                "touch_id": c.touch_id, "channel": c.channel, "source": c.source, "medium": c.medium,
+                "campaign": c.campaign, "weight": format(c.weight, "f"), "amount": format(c.amount, "f"),
+                "currency": conv.currency, "revision": c.revision})
+
+
+def _replaces(new: dict, old: dict) -> bool:
+    """Whether a conversion's new row replaces the stored one: a lead keeps its earliest time (a
+    chat's first message), anything else its latest row (like the warehouse's conversions)."""
+    if new["kind"] == "lead":
+        return (new["at"], new["value"], new["subject"]) < (old["at"], old["value"], old["subject"])
+    return (new["at"], new["value"], new["subject"]) > (old["at"], old["value"], old["subject"])
+
+
+def _credit_of(conv: Conversion, compact: list, revision: int) -> Credit:
+    touch_id, channel, source, medium, campaign, model, weight, amount = compact
+    return Credit(conv.conversion_id, touch_id, channel, source, medium, campaign, model, Decimal(weight),
+                  Decimal(amount), "", person_id=conv.person_id, kind=conv.kind, conversion_at=conv.at,
+                  currency=conv.currency, revision=revision)
+
+
+class Persons:
+    """Every project's state on one store; `step` routes a record of the four input topics."""
+
+    def __init__(self, store: Store, config: PersonsConfig) -> None:
+        self.overlay = Overlay(store)
+        self.config = config
+        self._projects: dict[str, ProjectPersons] = {}
+
+    def project(self, project: str) -> ProjectPersons:
+        state = self._projects.get(project)
+        if state is None:
+            state = self._projects[project] = ProjectPersons(project, self.overlay, self.config)
+        return state
+
+    def step(self, topic: str, value: bytes) -> PersonsOut | Refused:
+        try:
+            row = orjson.loads(value)
+            state = self.project(str(row["project"]))
+            handler = {topics.TOUCHES: state.on_touch, topics.CONVERSIONS: state.on_conversion,
+                       topics.LEASES: state.on_lease, topics.LINKS: state.on_link}.get(topic)
+            out = handler(row) if handler else PersonsOut()
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.overlay.abort_step()
+            return Refused(RejectReason.undecodable, f"persons stage could not use a {topic} record: {exc!r}"[:500],
+                           value)
+        self.overlay.end_step()
+        return out
+
+    def forget(self) -> None:
+        """Drop in-memory graphs (after a failed publish: they are ahead of the store)."""
+        self.overlay.discard()
+        self._projects.clear()
+
+
+PERSONS_INPUTS = (topics.TOUCHES, topics.CONVERSIONS, topics.LEASES, topics.LINKS)
+__all__ = ["PERSONS_INPUTS", "MemoryStore", "Overlay", "Persons", "PersonsConfig", "PersonsOut", "Refused", "person_id"]

@@ -1,0 +1,252 @@
+"""The persons stage: identity + live credits over shuffled, redelivered and restarted streams."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import orjson
+from hypothesis import given, settings, strategies as st
+
+from schemas import topics
+from stream_processors.attribution import MODELS, Conversion, TouchPoint, credit_all
+from stream_processors.identity import person_id
+from stream_processors.persons import MemoryStore, Persons, PersonsConfig, Refused
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+PROJECT = "p1"
+
+
+def touch(tid: str, anon: str, at: datetime, channel: str, source: str, bot: bool = False) -> tuple[str, dict]:
+    return topics.TOUCHES, {"project": PROJECT, "touch_id": tid, "anonymous_id": anon, "started_at": at.isoformat(),
+                            "channel": channel, "source": source, "medium": "cpc" if source != "(direct)" else "(none)",
+                            "campaign": f"{source}-camp", "is_bot": bot}
+
+
+def conversion(cid: str, kind: str, at: datetime, value: str, subject: str, number: str = "") -> tuple[str, dict]:
+    return topics.CONVERSIONS, {"project": PROJECT, "conversion_id": cid, "kind": kind, "at": at.isoformat(),
+                                "value": value, "currency": "KZT" if value != "0" else "", "subject": subject,
+                                "anonymous_id": subject[5:] if subject.startswith("anon:") else "",
+                                "tracking_number": number}
+
+
+def link(a: str, b: str, evidence: str, at: datetime, event: str = "") -> tuple[str, dict]:
+    return topics.LINKS, {"project": PROJECT, "a": a, "b": b, "evidence": evidence, "event_id": event or f"{a}-{b}",
+                          "at": at.isoformat()}
+
+
+def lease(lease_id: str, number: str, anon: str, start: datetime, until: datetime) -> tuple[str, dict]:
+    return topics.LEASES, {"project": PROJECT, "lease_id": lease_id, "tracking_number": number, "anonymous_id": anon,
+                           "started_at": start.isoformat(), "expires_at": until.isoformat(),
+                           "matches_until": until.isoformat()}
+
+
+def run(records, persons: Persons | None = None, store: MemoryStore | None = None):
+    store = store if store is not None else MemoryStore()
+    persons = persons or Persons(store, PersonsConfig())
+    out = defaultdict(list)
+    for topic, row in records:
+        result = persons.step(topic, orjson.dumps(row))
+        assert not isinstance(result, Refused), result
+        for name, recs in result.records().items():
+            out[name].extend(orjson.loads(v) for _, v in recs)
+        persons.overlay.flush()
+    return out, persons, store
+
+
+def net_credits(rows) -> dict:
+    """(conversion, model, channel) -> (weight, amount), zero entries dropped; each credit_id once."""
+    seen, sums = set(), defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for r in rows:
+        if r["credit_id"] in seen:
+            continue
+        seen.add(r["credit_id"])
+        acc = sums[(r["conversion_id"], r["model"], r["touch_id"], r["channel"])]
+        acc[0] += Decimal(r["weight"])
+        acc[1] += Decimal(r["amount"])
+    return {k: tuple(v) for k, v in sums.items() if v[0] or v[1]}
+
+
+def final_persons(rows) -> dict:
+    best: dict[str, tuple[int, str]] = {}
+    for r in rows:
+        if r["identifier"] not in best or r["version"] > best[r["identifier"]][0]:
+            best[r["identifier"]] = (r["version"], r["person_id"])
+    return {k: p for k, (_, p) in best.items()}
+
+
+# ---- the seed journey ------------------------------------------------------------------------
+
+SEED = [
+    touch("t-ig", "phone-browser", T0, "Paid Social", "instagram"),
+    touch("t-g", "laptop", T0 + timedelta(days=7), "Paid Search", "google"),
+    touch("t-d", "laptop", T0 + timedelta(days=10), "Direct", "(direct)"),
+    link("anon:phone-browser", "phone:h1", "observed", T0 + timedelta(minutes=5)),
+    link("anon:laptop", "phone:h1", "observed", T0 + timedelta(days=10, minutes=5)),
+    conversion("sale:1", "sale", T0 + timedelta(days=10, hours=1), "100000", "anon:laptop"),
+]
+
+
+def test_seed_journey_credits_every_model_over_both_devices():
+    out, _, _ = run(SEED)
+    net = net_credits(out[topics.CREDITS])
+    by_model = defaultdict(dict)
+    for (cid, model, _touch, channel), (w, a) in net.items():
+        by_model[model][channel] = a
+    assert by_model["first_touch"] == {"Paid Social": Decimal("100000.00")}
+    assert by_model["last_touch"] == {"Direct": Decimal("100000.00")}
+    assert by_model["last_non_direct"] == {"Paid Search": Decimal("100000.00")}
+    assert by_model["linear"] == {"Paid Social": Decimal("33333.34"), "Paid Search": Decimal("33333.33"),
+                                  "Direct": Decimal("33333.33")}
+    assert by_model["position_based"] == {"Paid Social": Decimal("40000.00"), "Paid Search": Decimal("20000.00"),
+                                          "Direct": Decimal("40000.00")}
+    td = by_model["time_decay"]
+    assert td["Direct"] > td["Paid Search"] > td["Paid Social"] and sum(td.values()) == Decimal("100000.00")
+
+
+def test_conversion_before_the_merge_is_corrected_not_duplicated():
+    # the sale arrives while the laptop is still a stranger: credited to the laptop's touches only,
+    # then the phone link merges the phone browser in and correcting rows move money
+    records = [SEED[0], SEED[1], SEED[2], SEED[5], SEED[3], SEED[4]]
+    out, _, _ = run(records)
+    credits = out[topics.CREDITS]
+    assert {r["revision"] for r in credits} == {0, 1}
+    first = [r for r in credits if r["model"] == "first_touch" and r["revision"] == 0]
+    assert [r["channel"] for r in first] == ["Paid Search"]
+    assert net_credits(credits) == net_credits(run(SEED)[0][topics.CREDITS])
+    for model in MODELS:
+        assert sum(a for (c, m, _, _), (_, a) in net_credits(credits).items() if m == model) == Decimal("100000.00")
+
+
+def test_no_touch_gives_an_explicit_unattributed_credit():
+    out, _, _ = run([conversion("lead:x", "lead", T0, "0", "chat:c9")])
+    rows = out[topics.CREDITS]
+    assert {r["channel"] for r in rows} == {"(unattributed)"}
+    assert {r["model"] for r in rows} == set(MODELS)
+    assert all(Decimal(r["weight"]) == 1 for r in rows)
+
+
+def test_a_call_is_matched_to_the_lease_in_either_order():
+    number = "+77010000001"
+    call_at = T0 + timedelta(minutes=20)
+    records = [
+        touch("t1", "v1", T0, "Paid Search", "yandex"),
+        link("anon:v1", "lease:L1", "observed", T0),
+        lease("L1", number, "v1", T0, T0 + timedelta(minutes=35)),
+        lease("L0", number, "v0", T0 - timedelta(hours=2), T0 - timedelta(hours=1)),  # an earlier visitor
+        link("call:ct:9", "phone:h7", "call", call_at),
+        conversion("lead:call:ct:9", "lead", call_at, "0", "call:ct:9", number),
+    ]
+    expected = None
+    for order in (records, list(reversed(records))):
+        out, persons, _ = run(order)
+        credits = net_credits(out[topics.CREDITS])
+        assert {ch for (_, _, _, ch) in credits} == {"Paid Search"}
+        assert persons.project(PROJECT).graph.person_of(("call", "ct:9")) == \
+            persons.project(PROJECT).graph.person_of(("anon", "v1"))
+        assert persons.project(PROJECT).graph.person_of(("anon", "v0")) == person_id(("anon", "v0"))
+        expected = expected or credits
+        assert credits == expected
+
+
+def test_bot_touches_are_never_credited():
+    out, _, _ = run([touch("t1", "b", T0, "Referral", "spam.example", bot=True),
+                     conversion("lead:1", "lead", T0 + timedelta(hours=1), "0", "anon:b")])
+    assert {r["channel"] for r in out[topics.CREDITS]} == {"(unattributed)"}
+
+
+def test_a_bad_record_is_refused_and_leaves_no_state():
+    store = MemoryStore()
+    persons = Persons(store, PersonsConfig())
+    result = persons.step(topics.LINKS, orjson.dumps({"project": PROJECT, "a": "nosuchkind:1", "b": "anon:x",
+                                                      "evidence": "observed", "event_id": "e", "at": T0.isoformat()}))
+    assert isinstance(result, Refused) and "nosuchkind" in result.detail
+    persons.overlay.flush()
+    assert len(store) == 0
+    assert isinstance(persons.step(topics.TOUCHES, b"{not json"), Refused)
+
+
+def test_guard_refuses_a_shared_tablet_and_reports_it():
+    out, _, _ = run([
+        link("anon:tablet", "phone:mum", "login", T0),
+        link("anon:tablet", "phone:dad", "login", T0 + timedelta(days=1)),
+    ])
+    (guard,) = out[topics.GUARDS]
+    assert guard["reason"] == "verified_phone_limit" and guard["verified_groups"] == 2
+    persons = final_persons(out[topics.IDENTITY])
+    assert persons["anon:tablet"] == person_id(("phone", "mum"))
+
+
+# ---- order independence, redelivery, restarts ----------------------------------------------------
+
+@st.composite
+def journeys(draw):
+    n_people = draw(st.integers(1, 4))
+    records, truth = [], {}
+    channels = [("Paid Search", "google"), ("Paid Social", "instagram"), ("Direct", "(direct)"),
+                ("Email", "mailchimp")]
+    n = 0
+    for p in range(n_people):
+        devices = [f"d{p}-{i}" for i in range(draw(st.integers(1, 3)))]
+        phone = f"phone:h{p}"
+        for d in devices:
+            for _ in range(draw(st.integers(0, 3))):
+                n += 1
+                ch, src = draw(st.sampled_from(channels))
+                at = T0 + timedelta(hours=draw(st.integers(0, 24 * 60)))
+                records.append(touch(f"t{n}", d, at, ch, src))
+            if draw(st.booleans()) or d == devices[0]:
+                records.append(link(f"anon:{d}", phone, "observed", T0 + timedelta(hours=draw(st.integers(0, 24 * 60)))))
+            truth[f"anon:{d}"] = p
+        for c in range(draw(st.integers(0, 2))):
+            at = T0 + timedelta(hours=draw(st.integers(0, 24 * 70)))
+            value = str(draw(st.integers(0, 10**7))) + "." + f"{draw(st.integers(0, 99)):02d}"
+            records.append(conversion(f"sale:{p}:{c}", "sale", at, value, f"anon:{draw(st.sampled_from(devices))}"))
+    return records
+
+
+@settings(max_examples=60, deadline=None)
+@given(journeys(), st.randoms(use_true_random=False))
+def test_any_order_with_redeliveries_and_a_restart_gives_the_same_final_credits(records, rnd):
+    reference, ref_persons, _ = run(records)
+    shuffled = list(records)
+    rnd.shuffle(shuffled)
+    shuffled += rnd.sample(records, k=min(3, len(records)))  # at-least-once: some arrive twice
+    cut = rnd.randint(0, len(shuffled))
+    store = MemoryStore()
+    first, _, _ = run(shuffled[:cut], store=store)
+    second, restarted, _ = run(shuffled[cut:], store=store)  # a new process on the same store
+    credits = first[topics.CREDITS] + second[topics.CREDITS]
+    assert net_credits(credits) == net_credits(reference[topics.CREDITS])
+    assert restarted.project(PROJECT).graph.mapping() == ref_persons.project(PROJECT).graph.mapping()
+    # and the live credits are what credit_all gives on the final graph
+    graph = ref_persons.project(PROJECT).graph
+    touches_of = defaultdict(list)
+    for topic, row in records:
+        if topic == topics.TOUCHES:
+            touches_of[graph.person_of(("anon", row["anonymous_id"]))].append(TouchPoint(
+                row["touch_id"], datetime.fromisoformat(row["started_at"]), row["channel"], row["source"],
+                row["medium"], row["campaign"], row["source"] == "(direct)"))
+    expected = []
+    for topic, row in records:
+        if topic == topics.CONVERSIONS:
+            p = graph.person_of(("anon", row["subject"][5:]))
+            expected += credit_all(Conversion(row["conversion_id"], p, row["kind"], datetime.fromisoformat(row["at"]),
+                                              Decimal(row["value"]), row["currency"]), touches_of[p])
+    want = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for c in expected:
+        want[(c.conversion_id, c.model, c.touch_id, c.channel)][0] += c.weight
+        want[(c.conversion_id, c.model, c.touch_id, c.channel)][1] += c.amount
+    assert net_credits(credits) == {k: tuple(v) for k, v in want.items() if v[0] or v[1]}
+    for cid in {row["conversion_id"] for t, row in records if t == topics.CONVERSIONS}:
+        value = next(Decimal(r["value"]) for t, r in records if t == topics.CONVERSIONS and r["conversion_id"] == cid)
+        for model in MODELS:
+            assert sum(a for (c, m, _, _), (_, a) in net_credits(credits).items() if c == cid and m == model) == value
+
+
+def test_replay_gives_the_same_ids():
+    a, _, _ = run(SEED)
+    b, _, _ = run(SEED)
+    assert [r["credit_id"] for r in a[topics.CREDITS]] == [r["credit_id"] for r in b[topics.CREDITS]]
+    assert a[topics.IDENTITY] == b[topics.IDENTITY]
