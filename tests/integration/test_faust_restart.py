@@ -1,0 +1,230 @@
+"""A real Faust worker killed mid-stream (SIGKILL) and restarted on Apache Kafka ends with the same
+persons, sessions and credits as an uninterrupted embedded run of the same events, and the
+warehouse holds no duplicate credit (every conversion's credits sum to its value in every model)."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncio
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas import topics
+from stream_processors.attribution import MODELS
+from stream_processors.persons import PERSONS_INPUTS
+from tests.conftest import Proc, base_env, free_port, query_folder, show, wait_http
+from tests.integration.test_thin_path import _create_project
+
+pytestmark = pytest.mark.integration
+PERSONS = 150
+CHANNELS = [
+    "https://shop.kz/sofas?utm_source=google&utm_medium=cpc&utm_campaign=sofas",
+    "https://shop.kz/?utm_source=instagram&utm_medium=paid_social&utm_campaign=stories",
+    "https://shop.kz/?utm_source=yandex&utm_medium=cpc&utm_campaign=beds",
+    "https://shop.kz/",  # direct
+    "https://shop.kz/?utm_source=email&utm_medium=email&utm_campaign=nov",
+]
+T0 = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+def journeys(seed: int = 7) -> list[dict]:
+    """Persons on 1-3 devices: visits on different days, a form with the person's phone on each
+    device they identify on (the link), and sales on some device; ground truth by construction."""
+    rnd = random.Random(seed)
+    events: list[dict] = []
+    for p in range(PERSONS):
+        phone = f"+7701{p:07d}"
+        devices = [f"dev-{p}-{d}" for d in range(rnd.randint(1, 3))]
+        for d, anon in enumerate(devices):
+            for v in range(rnd.randint(1, 3)):
+                at = T0 + timedelta(days=rnd.randint(0, 40), minutes=rnd.randint(0, 600))
+                events.append({"type": "page", "messageId": f"pv-{p}-{d}-{v}", "anonymousId": anon,
+                               "timestamp": at.isoformat(),
+                               "context": {"page": {"url": rnd.choice(CHANNELS)}, "userAgent": "Mozilla/5.0 (X11)"}})
+            if d == 0 or rnd.random() < 0.7:
+                at = T0 + timedelta(days=rnd.randint(0, 45))
+                events.append({"type": "track", "event": "Form Submitted", "messageId": f"form-{p}-{d}",
+                               "anonymousId": anon, "timestamp": at.isoformat(),
+                               "properties": {"phone": phone, "form_id": "callback"}})
+        for s in range(rnd.choice([0, 0, 1, 2])):
+            at = T0 + timedelta(days=rnd.randint(20, 50))
+            events.append({"type": "track", "event": "Order Completed", "messageId": f"order-{p}-{s}",
+                           "anonymousId": rnd.choice(devices), "timestamp": at.isoformat(),
+                           "properties": {"order_id": f"o-{p}-{s}", "revenue": rnd.randint(50, 900) * 1000,
+                                          "currency": "KZT"}})
+    rnd.shuffle(events)  # arrival order is not event order
+    return events
+
+
+def _post(base: str, key: str, events: list[dict]) -> None:
+    for i in range(0, len(events), 20):
+        r = httpx.post(f"{base}/v1/batch", json={"batch": events[i:i + 20]}, auth=(key, ""), timeout=30)
+        assert r.status_code == 200, r.text
+
+
+def _progress(base: str, token: str) -> tuple[int, int]:
+    rep = httpx.get(f"{base}/api/reports/channels?from=2026-08-01&to=2026-12-31",
+                    headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+    return rep["total"].get("visits") or 0, rep["total"].get("sales") or 0
+
+
+def _kafka(bootstrap: str, prefix: str, groups: dict[str, tuple[str, ...]]) -> tuple[dict[str, int], dict[str, int]]:
+    """(records per topic, lag per consumer group) from the broker."""
+    async def read() -> tuple[dict[str, int], dict[str, int]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await consumer.start()
+        await admin.start()
+        try:
+            cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - every topic's partitions
+            names = {t for ts in groups.values() for t in ts}
+            parts = {t: [TopicPartition(topics.kafka_topic(prefix, t), p)
+                         for p in sorted(cluster.partitions_for_topic(topics.kafka_topic(prefix, t)) or ())]
+                     for t in names}
+            ends = await consumer.end_offsets([tp for tps in parts.values() for tp in tps])
+            records = {t: sum(ends[tp] for tp in tps) for t, tps in parts.items()}
+            lag = {}
+            for group, ts in groups.items():
+                committed = await admin.list_consumer_group_offsets(group)
+                lag[group] = sum(ends[tp] - (committed[tp].offset if tp in committed else 0)
+                                 for t in ts for tp in parts[t])
+            return records, lag
+        finally:
+            await admin.close()
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def _settle(base: str, token: str, timeout: float, want_visits: int | None) -> None:
+    """Until every session is in (any number when None) and nothing has changed for 3 s."""
+    started, last, since = time.monotonic(), None, time.monotonic()
+    while time.monotonic() - started < timeout:
+        now = _progress(base, token)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif (want_visits is None and now[0] > 0 or now[0] == want_visits) and time.monotonic() - since > 3:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"did not settle within {timeout}s: {last}, want {want_visits} visits")
+
+
+def _final_state(env: dict[str, str], project: str) -> dict:
+    touches = query_folder(env, "SELECT touch_id, anonymous_id, channel, toString(started_at) AS at FROM touches FINAL "
+                                "WHERE project = {p:String} ORDER BY touch_id", {"p": project})
+    mapping = query_folder(env, "SELECT identifier, argMax(person_id, version) AS person FROM identity_map "
+                                "WHERE project = {p:String} GROUP BY identifier", {"p": project})
+    credits = query_folder(env, "SELECT conversion_id, model, touch_id, channel, toString(sum(weight)) AS w, "
+                                "toString(sum(amount)) AS a, count() AS n, uniqExact(credit_id) AS ids "
+                                "FROM credits FINAL WHERE project = {p:String} "
+                                "GROUP BY conversion_id, model, touch_id, channel", {"p": project})
+    values = query_folder(env, "SELECT conversion_id, toString(value) AS v FROM conversions FINAL "
+                               "WHERE project = {p:String} AND kind IN ('lead', 'sale', 'payment', 'refund')",
+                          {"p": project})
+    # persons as groups of anonymous ids (phone hashes differ between two projects' keys)
+    person_of = {m["identifier"]: m["person"] for m in mapping}
+    groups: dict[str, set[str]] = defaultdict(set)
+    for t in touches:
+        groups[person_of.get(f"anon:{t['anonymous_id']}", f"anon:{t['anonymous_id']}")].add(t["anonymous_id"])
+    return {
+        "touches": {(t["touch_id"], t["anonymous_id"], t["channel"], t["at"]) for t in touches},
+        "persons": {frozenset(g) for g in groups.values()},
+        "credits": {(c["conversion_id"], c["model"], c["touch_id"], c["channel"]): (Decimal(c["w"]), Decimal(c["a"]))
+                    for c in credits if Decimal(c["w"]) or Decimal(c["a"])},
+        "duplicates": sum(c["n"] - c["ids"] for c in credits),
+        "values": {v["conversion_id"]: Decimal(v["v"]) for v in values},
+    }
+
+
+def _embedded_reference(tmp_path: Path, events: list[dict]) -> dict:
+    port = free_port()
+    env = base_env(tmp_path / "embedded", MONEYTRAIL_PORT=str(port))
+    creds = _create_project(env)
+    server = Proc(["serve"], env, tmp_path / "embedded.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/readyz", server)
+        _post(base, creds["write_key"], events)
+        _settle(base, creds["read_token"], 60, None)
+    finally:
+        assert server.stop() == 0, server.output()[-3000:]
+    return _final_state(env, creds["project"])
+
+
+def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(tmp_path: Path, kafka_bootstrap: str):
+    events = journeys()
+    reference = _embedded_reference(tmp_path, events)
+
+    assert reference["credits"], "the reference run credited nothing"
+
+    port, web = free_port(), free_port()
+    run = uuid.uuid4().hex[:8]
+    env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_BUS=f"kafka://{kafka_bootstrap}",
+                   MONEYTRAIL_TOPIC_PREFIX=f"restart-{run}", MONEYTRAIL_SINK_GROUP=f"sink-{run}",
+                   MONEYTRAIL_WORKER_ID=f"processors-{run}", MONEYTRAIL_WORKER_WEB_PORT=str(web),
+                   MONEYTRAIL_PII_KEY="integration-test-pii-key-0123456789abcdef")
+    creds = _create_project(env)
+    worker_env = {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "worker")}
+    server = Proc(["serve", "--sink"], env, tmp_path / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    prefix = f"restart-{run}"
+    worker_group, sink_group = f"processors-{run}", f"sink-{run}"
+    watched = {worker_group: (topics.RAW, *PERSONS_INPUTS), sink_group: (topics.TOUCHES, topics.CREDITS, topics.IDENTITY)}
+    worker = restarted = None
+    try:
+        wait_http(f"{base}/readyz", server)
+        _post(base, creds["write_key"], events)  # all of it queued in Kafka before the worker starts
+        worker = Proc(["worker"], worker_env, tmp_path / "worker.log")
+        started = time.monotonic()
+        while time.monotonic() - started < 90:  # kill as soon as the persons stage is under way
+            records, _ = _kafka(kafka_bootstrap, prefix, watched)
+            if records[topics.CREDITS] > 0:
+                break
+            time.sleep(0.05)
+        worker.stop(sig=9)
+        at_kill, _ = _kafka(kafka_bootstrap, prefix, watched)
+        restarted = Proc(["worker"], worker_env, tmp_path / "worker2.log")
+        started, quiet_since = time.monotonic(), None
+        while time.monotonic() - started < 120:  # both consumer groups caught up, and staying so
+            records, lag = _kafka(kafka_bootstrap, prefix, watched)
+            if records[topics.RAW] == len(events) and not any(lag.values()):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 4:
+                    break
+            else:
+                quiet_since = None
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"did not catch up in 120 s: {records} lag {lag}")
+    finally:
+        for proc in (restarted, worker):
+            if proc is not None:
+                proc.stop()
+        assert server.stop() == 0, server.output()[-3000:]
+    killed_at = at_kill[topics.CREDITS]
+    final = _final_state(env, creds["project"])
+    assert 0 < killed_at < records[topics.CREDITS], f"the kill was not mid-stream: {at_kill} then {records}"
+    assert final["touches"] == reference["touches"]
+    assert final["persons"] == reference["persons"]
+    assert final["credits"] == reference["credits"]
+    assert final["duplicates"] == 0 and reference["duplicates"] == 0
+    for state in (final, reference):
+        sums: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for (cid, model, _t, _c), (_w, amount) in state["credits"].items():
+            sums[(cid, model)] += amount
+        assert {k: v for k, v in sums.items()} == {(cid, m): v for cid, v in state["values"].items() for m in MODELS}
+    multi = sum(1 for g in final["persons"] if len(g) > 1)
+    show(f"faust restart: {len(events)} events, worker SIGKILLed with {killed_at}/{records[topics.CREDITS]} credit "
+         f"records out, restarted; "
+         f"{len(final['touches'])} touches, {len(final['persons'])} persons ({multi} across devices), "
+         f"{len(final['credits'])} credit keys equal to the embedded run, 0 duplicate credits")
