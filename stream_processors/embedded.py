@@ -89,6 +89,7 @@ class PersonsRunner:
     async def handle(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
         async with self._lock:
             merged: dict[str, list[tuple[bytes, bytes]]] = {}
+            self._persons.begin_batch()
             for _key, value in records:
                 result = self._persons.step(topic, value)
                 if isinstance(result, Refused):
@@ -98,6 +99,8 @@ class PersonsRunner:
                     for out_topic, recs in result.records().items():
                         merged.setdefault(out_topic, []).extend(recs)
                 self.processed += 1
+            for out_topic, recs in self._persons.end_batch().records().items():
+                merged.setdefault(out_topic, []).extend(recs)
             try:
                 for out_topic, recs in merged.items():
                     await self._publish(out_topic, recs)

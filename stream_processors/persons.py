@@ -166,6 +166,9 @@ class ProjectPersons:
         self.project = project
         self.store = store
         self.config = config
+        # In a batch, conversions to credit afresh are collected here and credited once at its end
+        # (a form's lead and its phone link arrive together: one attribution, not two).
+        self.deferred: dict[str, None] | None = None
         prefix = self._key("i", "")
         rows = [(k[len(prefix):].decode(), v) for k, v in store.items_with_prefix(prefix)]
         self.graph = IdentityGraph.from_rows(rows) if rows else IdentityGraph(config.max_verified_phones)
@@ -191,11 +194,13 @@ class ProjectPersons:
         entry = [row["touch_id"], _us(row["started_at"]), row["channel"], row["source"], row["medium"],
                  row.get("campaign") or "", bool(row.get("is_bot"))]
         touches: list = self._load("t", anon, [])
+        earliest = entry[1]
         for i, old in enumerate(touches):
             if old[0] == entry[0]:
                 if old == entry:
                     return PersonsOut()  # a redelivery, or only its event count grew
                 touches[i] = entry
+                earliest = min(earliest, old[1])
                 break
         else:
             touches.append(entry)
@@ -204,7 +209,9 @@ class ProjectPersons:
                 del touches[: len(touches) - MAX_TOUCHES_PER_VISITOR]
         self._save("t", anon, touches)
         out = PersonsOut()
-        self._credit_persons({self.graph.person_of(("anon", anon))}, ("anon", anon), out)
+        # only conversions whose window can hold the touch change (browsing after a purchase: none)
+        window = (earliest, max(entry[1], earliest) + self.config.lookback // timedelta(microseconds=1))
+        self._credit_persons({self.graph.person_of(("anon", anon))}, ("anon", anon), out, window)
         return out
 
     def on_conversion(self, row: dict) -> PersonsOut:
@@ -303,7 +310,9 @@ class ProjectPersons:
 
     # ---- attribution -------------------------------------------------------------------------
 
-    def _credit_persons(self, persons: set[str], known: tuple[str, str], out: PersonsOut) -> None:
+    def _credit_persons(self, persons: set[str], known: tuple[str, str], out: PersonsOut,
+                        window: tuple[int, int] | None = None) -> None:
+        """Credit afresh the conversions of these persons (those at a time in `window`, micros)."""
         for person in sorted(persons):
             members = self._members(person, known)
             cids: list[str] = []
@@ -311,11 +320,35 @@ class ProjectPersons:
                 cids.extend(self._load("c", f"{kind}:{value}", []))
             if not cids:
                 continue
-            touches = self._touches(members)
+            touches: list[TouchPoint] | None = None
             for cid in sorted(set(cids)):
                 fact = self._load("v", cid, None)
-                if fact is not None:
-                    self._credit(cid, fact, person, out, touches)
+                if fact is None or (window is not None and not window[0] <= fact["at"] <= window[1]):
+                    continue
+                if self.deferred is not None:
+                    self.deferred[cid] = None
+                    continue
+                if touches is None:
+                    touches = self._touches(members)
+                self._credit(cid, fact, person, out, touches)
+
+    def end_batch(self) -> PersonsOut:
+        """Credit the conversions collected during the batch, each once, with its person now."""
+        out = PersonsOut()
+        deferred, self.deferred = self.deferred or {}, None
+        by_person: dict[str, tuple[tuple[str, str], list[tuple[str, dict]]]] = {}
+        for cid in deferred:
+            fact = self._load("v", cid, None)
+            if fact is None or not fact["subject"]:
+                continue
+            subject = _ident(fact["subject"])
+            person = self.graph.person_of(subject)
+            by_person.setdefault(person, (subject, []))[1].append((cid, fact))
+        for person, (subject, facts) in sorted(by_person.items()):
+            touches = self._touches(self._members(person, subject))
+            for cid, fact in sorted(facts, key=lambda f: f[0]):
+                self._credit(cid, fact, person, out, touches)
+        return out
 
     def _touches(self, members: tuple[tuple[str, str], ...]) -> list[TouchPoint]:
         points = []
@@ -376,12 +409,32 @@ class Persons:
         self.overlay = Overlay(store)
         self.config = config
         self._projects: dict[str, ProjectPersons] = {}
+        self._batch = False
 
     def project(self, project: str) -> ProjectPersons:
         state = self._projects.get(project)
         if state is None:
             state = self._projects[project] = ProjectPersons(project, self.overlay, self.config)
+            if self._batch:
+                state.deferred = {}
         return state
+
+    def begin_batch(self) -> None:
+        """Until end_batch, steps collect the conversions to credit instead of crediting them."""
+        for state in self._projects.values():
+            state.deferred = {}
+        self._batch = True
+
+    def end_batch(self) -> PersonsOut:
+        self._batch = False
+        out = PersonsOut()
+        for state in self._projects.values():
+            done = state.end_batch()
+            out.identity += done.identity
+            out.guards += done.guards
+            out.credits += done.credits
+        self.overlay.end_step()
+        return out
 
     def step(self, topic: str, value: bytes) -> PersonsOut | Refused:
         try:
@@ -401,6 +454,7 @@ class Persons:
         """Drop in-memory graphs (after a failed publish: they are ahead of the store)."""
         self.overlay.discard()
         self._projects.clear()
+        self._batch = False
 
 
 PERSONS_INPUTS = (topics.TOUCHES, topics.CONVERSIONS, topics.LEASES, topics.LINKS)
