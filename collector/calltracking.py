@@ -32,6 +32,9 @@ class PoolConfig:
     default: str  # shown when the pool is exhausted or the visitor has no lease
     lease_minutes: int = 20
     grace_minutes: int = 15
+    # Static numbers (one per offline ad: a billboard, a radio spot, a flyer): E.164 -> the campaign
+    # tags a call to it gets (source, medium, campaign, content, term).
+    static: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: Mapping[str, Any], region: str) -> "PoolConfig | str":
@@ -46,14 +49,56 @@ class PoolConfig:
                 return f"calltracking: {n!r} is not a phone number"
             numbers.append(e164)
         default = normalise_phone(str(settings["default"]), region, strict=False) if settings.get("default") else None
-        if not numbers and not default:
-            return "calltracking is not configured for this project (numbers=[...] default=...)"
+        static = static_numbers(settings.get("static") or {}, region)
+        if isinstance(static, str):
+            return static
+        if not numbers and not default and not static:
+            return "calltracking is not configured for this project (numbers=[...] default=... or static={...})"
         try:
             lease_minutes = int(settings.get("lease_minutes", 20))
             grace_minutes = int(settings.get("grace_minutes", 15))
         except (TypeError, ValueError):
             return "calltracking: lease_minutes and grace_minutes are whole minutes"
-        return cls(tuple(dict.fromkeys(numbers)), default or numbers[0], max(1, lease_minutes), max(0, grace_minutes))
+        return cls(tuple(dict.fromkeys(numbers)), default or (numbers[0] if numbers else ""), max(1, lease_minutes),
+                   max(0, grace_minutes), static)
+
+
+_TAGS = ("source", "medium", "campaign", "content", "term")
+
+
+def static_numbers(raw: Any, region: str) -> dict[str, dict[str, str]] | str:
+    """`static='{"+7 727 000 00 09": {"source": "billboard", "medium": "offline", "campaign": "ring"}}'`
+    (a JSON object or a dict; utm_ prefixes allowed) as E.164 -> tags; a reason if unusable."""
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return "calltracking: static must be a JSON object {number: {source, medium, campaign}}"
+    if not isinstance(raw, dict):
+        return "calltracking: static must be an object {number: {source, medium, campaign}}"
+    out: dict[str, dict[str, str]] = {}
+    for number, tags in raw.items():
+        e164 = normalise_phone(str(number), region, strict=False)
+        if not e164:
+            return f"calltracking: static number {number!r} is not a phone number"
+        if not isinstance(tags, dict) or not str(tags.get("source") or tags.get("utm_source") or "").strip():
+            return f"calltracking: static number {number} needs at least a source"
+        clean = {k.removeprefix("utm_"): str(v).strip() for k, v in tags.items() if str(v).strip()}
+        out[e164] = {k: clean[k] for k in _TAGS if k in clean}
+    return out
+
+
+def with_static_campaign(env: Envelope, static: dict[str, dict[str, str]]) -> Envelope:
+    """A call to a static number carries that number's campaign tags (flag "static_number"), so the
+    processors give the call a touch of its own: the offline ad is its channel."""
+    if env.type != "call" or not static:
+        return env
+    tags = static.get(str(env.properties.get("tracking_number") or ""))
+    if not tags:
+        return env
+    campaign = {("name" if k == "campaign" else k): v for k, v in tags.items()}  # Segment's key for utm_campaign
+    return env.model_copy(update={"context": env.context.model_copy(update={"campaign": campaign}),
+                                  "flags": (*env.flags, "static_number")})
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from schemas.reasons import RejectReason
 from schemas.touch import Touch
 
 from .channels import ChannelRules, classify
-from .conversions import ConversionRecord, conversions_of
+from .conversions import ConversionRecord, conversions_of, subject_of
 from .links import LinkRecord, links_of
 from .sessions import DEFAULT_TIMEOUT, VisitorSessions, hit_of, sessionize
 
@@ -115,6 +115,8 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
             "project": env.project, "lease_id": p["lease_id"], "tracking_number": p["tracking_number"],
             "anonymous_id": env.anonymous_id or "", "started_at": p["started_at"], "expires_at": p["expires_at"],
             "matches_until": p["matches_until"]}),))
+    if env.type == "call" and "static_number" in env.flags:
+        return visitor, static_call(config, env)
     if env.type != "pageview":
         return visitor, Emitted(conversions=conversions_of(env, config.default_currency), links=links_of(env))
     ctx = env.context
@@ -123,6 +125,22 @@ def process(config: ProcessorConfig, visitor: VisitorSessions | None, payload: b
     # a logged-in visitor's every pageview names the same user: link once per session or user change
     fresh = touches or visitor is None or (env.user_id or None) != (visitor.user_id or None)
     return new, Emitted(touches=touches, links=links_of(env) if fresh else ())
+
+
+def static_call(config: ProcessorConfig, env: Envelope) -> Emitted:
+    """A call to a static number (an offline ad's own number) is a touch of its own, with the
+    number's campaign tags as its source: the call's person gets a visit "through the billboard".
+    The touch is kept under the pseudo-visitor "call:<vendor>:<call id>", linked to the call."""
+    subject = subject_of(env)
+    if subject is None:
+        return Emitted(conversions=conversions_of(env, config.default_currency), links=links_of(env))
+    visitor_id = f"{subject[0]}:{subject[1]}"
+    where = classify(config.rules, None, None, env.context.campaign)
+    _, touches = sessionize(None, hit_of(env.model_copy(update={"anonymous_id": visitor_id}), where, False),
+                            config.session_timeout)
+    own = LinkRecord(env.project, visitor_id, f"anon:{visitor_id}", "observed", env.event_id, env.timestamp.isoformat())
+    return Emitted(touches=touches, conversions=conversions_of(env, config.default_currency),
+                   links=(*links_of(env), own))
 
 
 def spend_of(rules: ChannelRules, env: Envelope) -> TableRow:

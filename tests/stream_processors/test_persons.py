@@ -261,3 +261,32 @@ def test_replay_gives_the_same_ids():
     b, _, _ = run(SEED)
     assert [r["credit_id"] for r in a[topics.CREDITS]] == [r["credit_id"] for r in b[topics.CREDITS]]
     assert a[topics.IDENTITY] == b[topics.IDENTITY]
+
+
+def test_a_call_to_a_static_number_is_a_touch_of_its_offline_campaign():
+    from collector.calltracking import static_numbers, with_static_campaign
+    from schemas.envelope import Envelope
+    from stream_processors.channels import ChannelRules
+    from stream_processors.outputs import records_of
+    from stream_processors.steps import ProcessorConfig, process
+
+    static = static_numbers('{"8 727 000 00 09": {"utm_source": "billboard", "utm_medium": "offline", '
+                            '"utm_campaign": "Ring Road"}}', "KZ")
+    assert static == {"+77270000009": {"source": "billboard", "medium": "offline", "campaign": "Ring Road"}}
+    assert "not a phone number" in static_numbers({"abc": {"source": "x"}}, "KZ")
+    assert "needs at least a source" in static_numbers({"+77270000009": {"medium": "offline"}}, "KZ")
+    call = Envelope(schema="call/1-0-0", event_id="ct:1", type="call", project=PROJECT, timestamp=T0, received_at=T0,
+                    properties={"call_id": "1", "vendor": "calltouch", "tracking_number": "+77270000009",
+                                "started_at": T0.isoformat()}, ids={"phone": "h_caller"})
+    assert with_static_campaign(call.model_copy(update={"properties": {**call.properties, "tracking_number": "+7700"}}),
+                                static).flags == ()
+    env = with_static_campaign(call, static)
+    assert "static_number" in env.flags
+    _, result = process(ProcessorConfig(ChannelRules.load()), None, env.to_bytes())
+    (touch_,) = result.touches
+    assert (touch_.source, touch_.medium, touch_.campaign, touch_.channel) == ("billboard", "offline", "ring road", "Offline")
+    records = {t: [orjson.loads(v) for _, v in recs] for t, recs in records_of(result).items()}
+    out, persons, _ = run([(t, r) for t in (topics.LINKS, topics.TOUCHES, topics.CONVERSIONS) for r in records.get(t, [])])
+    assert {r["channel"] for r in out[topics.CREDITS]} == {"Offline"}
+    graph = persons.project(PROJECT).graph
+    assert graph.person_of(("phone", "h_caller")) == graph.person_of(("anon", "call:calltouch:1"))
