@@ -38,6 +38,7 @@ bench: setup  ## prints numbers: ingest vs a raw ASGI ceiling, the step chain, t
 	$(UV) run --frozen python bench/ingest.py
 	$(UV) run --frozen python bench/processors.py
 	$(UV) run --frozen python bench/reports.py
+	$(UV) run --frozen python bench/datadriven.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache moneytrail-data moneytrail-demo

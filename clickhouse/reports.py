@@ -9,15 +9,34 @@ from pathlib import Path
 from decimal import Decimal
 from typing import Any
 
+from stream_processors.attribution import DEFAULT_HALF_LIFE_DAYS, MODELS as ATTRIBUTION_MODELS
+
 from .warehouse import Warehouse
 
 REPORTS = Path(__file__).parent / "reports"
-NAMES = ("channels", "quality")
-KEYS = {"channels": ("channel",), "quality": ("metric",)}  # grouping columns: blank in a total row
+NAMES = ("channels", "quality", "cohorts", "ltv", "funnel", "reconciliation")
+NAMES += ("paths", "datadriven")  # path aggregates (reports/paths.sql), then Python: path_report
+KEYS = {"channels": ("channel",), "quality": ("metric",), "cohorts": ("cohort", "channel", "month"),
+        "ltv": ("channel",), "funnel": ("channel",), "reconciliation": ("channel",)}  # grouping columns: blank in a total row
+KEYS.update({"paths": ("section", "path", "channel"), "datadriven": ("channel",)})
+NAMES += ("campaigns", "models")  # query-time attribution (reports/_credited.sql); grouped by group_by
+KEYS.update({"campaigns": ("level", "campaign", "content", "term"), "models": ()})
+NAMES += ("live", "identity")  # the processors' live credits (live_channel_daily); the identity graph
+KEYS.update({"live": ("channel",), "identity": ("identifier",)})
 
 
 class UnknownReport(ValueError):
     pass
+
+
+_INCLUDE = "--@include "
+
+
+def _with_fragments(text: str) -> str:
+    """A line `--@include _x.sql` is replaced by that shared fragment of reports/ (e.g. the
+    query-time attribution CTEs of _credited.sql), so one rule lives in one file."""
+    return "".join((REPORTS / line.strip()[len(_INCLUDE):]).read_text() if line.startswith(_INCLUDE) else line
+                   for line in text.splitlines(keepends=True))
 
 
 @cache
@@ -26,10 +45,13 @@ def _sql(name: str) -> str:
     total flagged is_total = 1, so both come from one snapshot of the data."""
     if name not in NAMES:
         raise UnknownReport(name)
-    return (REPORTS / f"{name}.sql").read_text()
+    return _with_fragments((REPORTS / f"{name}.sql").read_text())
 
 
-QUERY_TIME_MODELS = ("first_touch", "last_touch", "last_non_direct")
+# The rule-based models, recomputed in SQL exactly as the live processors credit them.
+QUERY_TIME_MODELS = ATTRIBUTION_MODELS
+GROUP_BY = ("channel", "source", "campaign")  # what channels / models rows may be grouped by
+HALF_LIFE_DAYS = DEFAULT_HALF_LIFE_DAYS  # time_decay, as the live processors use it
 
 
 @dataclass(frozen=True)
@@ -41,6 +63,8 @@ class ReportRequest:
     model: str = "last_non_direct"
     currency: str = "KZT"
     lookback_days: int = 90
+    group_by: str = "channel"  # channel | source | campaign (channels, campaigns' top level, models)
+    margin: Decimal | None = None  # gross margin 0..1: the channel report's ROMI
 
 
 def _bounds(req: ReportRequest) -> dict[str, Any]:
@@ -48,14 +72,32 @@ def _bounds(req: ReportRequest) -> dict[str, Any]:
     end = datetime.combine(req.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
     fmt = "%Y-%m-%d %H:%M:%S.000"
     return {"project": req.project, "from": start.strftime(fmt), "to": end.strftime(fmt), "model": req.model,
-            "currency": req.currency, "lookback": req.lookback_days}
+            "currency": req.currency, "lookback": req.lookback_days, "group_by": req.group_by,
+            "margin": "" if req.margin is None else str(req.margin), "half_life": HALF_LIFE_DAYS,
+            "models": _models_param(QUERY_TIME_MODELS if req.name == "models" else (req.model,)),
+            "label": "drill" if req.name == "campaigns" else req.group_by}
+
+
+def _models_param(models: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{m}'" for m in models if m in QUERY_TIME_MODELS) + "]"
+
+
+def credits(wh: Warehouse, req: ReportRequest, models: tuple[str, ...] = QUERY_TIME_MODELS) -> list[dict[str, Any]]:
+    """The query-time credits themselves (what reports sum): one row per conversion, model and
+    credited touch, weight and amount as exact decimal strings, in the live credits' shape."""
+    params = {**_bounds(req), "models": _models_param(models), "label": "touch"}
+    return wh.rows(_with_fragments((REPORTS / "_credits.sql").read_text()), params)
 
 
 def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
+    if req.name in ("paths", "datadriven"):
+        return path_report(wh, req)
     rows, total = [], {}
     for row in wh.rows(_sql(req.name), _bounds(req)):
+        if "key" in row:  # the grouping column, named after what it groups by
+            row = {(req.group_by if k == "key" else k): v for k, v in row.items()}
         if row.pop("is_total", 0):
-            total = {k: v for k, v in row.items() if k not in KEYS[req.name]}
+            total = {k: v for k, v in row.items() if k not in KEYS[req.name] + GROUP_BY}
         else:
             rows.append(row)
     if req.name == "quality":
@@ -67,6 +109,8 @@ def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
         "from": req.date_from.isoformat(),
         "to": req.date_to.isoformat(),
         "lookback_days": req.lookback_days,
+        "group_by": req.group_by,
+        "margin": None if req.margin is None else str(req.margin),
         "rows": rows,
         "total": total,
     }
@@ -89,3 +133,30 @@ def _money_quality(wh: Warehouse, req: ReportRequest) -> list[dict[str, Any]]:
     out.append({"metric": "money_unconverted", "value": str(total.get("unconverted", 0)), "share": None,
                 "detail": f"payments and spend rows with no rate to {req.currency} (POST /api/rates)"})
     return out
+
+
+def path_report(wh: Warehouse, req: ReportRequest, *, kind: str = "sale", collapse: bool = False, order: int = 1,
+                resamples: int = 100, seed: int = 0, confidence: float = 0.95, top: int = 20) -> dict[str, Any]:
+    """The paths and datadriven reports: path aggregates from reports/paths.sql (one query, so the
+    rows and the total come from one snapshot), then top paths and assists, or Markov and Shapley
+    with bootstrap intervals, in clickhouse/datadriven.py. kind: 'sale' or 'lead' conversions."""
+    from . import datadriven
+
+    if kind not in ("sale", "lead"):
+        raise ValueError("kind must be 'sale' or 'lead'")
+    if not 1 <= order <= 4:
+        raise ValueError("order must be between 1 and 4")
+    if not 0 <= resamples <= 2000:
+        raise ValueError("resamples must be between 0 and 2000")
+    params = {**_bounds(req), "kind": kind, "collapse": int(collapse)}
+    aggs = datadriven.from_rows(wh.rows((REPORTS / "paths.sql").read_text(), params))
+    if req.name == "paths":
+        rows, total = datadriven.paths_rows(aggs, req.currency, top)
+        model, options = "paths", {"kind": kind, "collapse_repeats": collapse}
+    else:
+        rows, total = datadriven.datadriven_rows(aggs, req.currency, order, resamples, seed, confidence)
+        model, options = "markov+shapley", {"kind": kind, "collapse_repeats": collapse, "order": order,
+                                            "resamples": resamples, "seed": seed, "confidence": confidence}
+    total["unconverted"] = sum(a.unconverted for a in aggs)  # conversions with no rate to the report currency
+    return {"report": req.name, "model": model, "currency": req.currency, "from": req.date_from.isoformat(),
+            "to": req.date_to.isoformat(), "lookback_days": req.lookback_days, **options, "rows": rows, "total": total}

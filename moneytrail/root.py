@@ -9,6 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
@@ -99,7 +100,23 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
         raise LookupError(f"no report {name!r}; reports: {', '.join(reports.NAMES)}")
     model = query.get("model") or "last_non_direct"
     if model not in reports.QUERY_TIME_MODELS:
-        raise ValueError(f"model {model!r} is not available in reports yet; use one of {', '.join(reports.QUERY_TIME_MODELS)}")
+        hint = " (data-driven models are in the datadriven report)" if model in ("markov", "shapley") else ""
+        raise ValueError(f"unknown model {model!r}{hint}; use one of {', '.join(reports.QUERY_TIME_MODELS)}")
+    group_by = query.get("group_by") or "channel"
+    if group_by not in reports.GROUP_BY:
+        raise ValueError(f"group_by must be one of {', '.join(reports.GROUP_BY)}, not {group_by!r}")
+    if name == "campaigns" and group_by == "campaign":
+        raise ValueError("the campaigns report is grouped by campaign already; group_by: channel or source")
+    margin = None
+    if query.get("margin"):
+        try:
+            margin = Decimal(query["margin"])
+        except ArithmeticError:
+            raise ValueError("margin must be a fraction such as 0.35 (35% gross margin)") from None
+        if not (margin.is_finite() and 0 <= margin <= 1):
+            raise ValueError("margin must be between 0 and 1 (0.35 = 35% gross margin)")
+        if margin.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise ValueError("margin may have at most 6 decimals")
     currency = (query.get("currency") or default_currency).upper()
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ValueError("currency must be a 3-letter ISO code such as KZT or RUB")
@@ -109,7 +126,8 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
         raise ValueError("lookback_days must be a whole number of days") from None
     if not 1 <= lookback <= 3650:
         raise ValueError("lookback_days must be between 1 and 3650")
-    return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback)
+    return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback,
+                                 group_by=group_by, margin=margin)
 
 
 def _utc(text: str) -> datetime:

@@ -1,7 +1,9 @@
-/* moneytrail dashboard: the channel report of one project, live.
+/* moneytrail dashboard: the channel report of one project, live, and the reports around it:
+ * cohorts (a heatmap), the funnel by channel, top paths, and a channel's campaigns (drill-down).
  *
  * Served by the collector itself (/dashboard, /static/...); it talks only to this origin's report
- * API (GET /api/reports/channels) and loads nothing from anywhere else.
+ * API (GET /api/reports/{channels,cohorts,funnel,paths,campaigns}) and loads nothing from anywhere
+ * else. A report this server does not serve (404 unknown_report) leaves its panel with a note.
  *
  * The read token arrives once in the URL fragment (/dashboard#token=rt_...), which browsers never
  * send to servers; it is moved to sessionStorage (this tab only) and the fragment is removed from
@@ -11,6 +13,10 @@
  * For tests and scrapers every number in the table is a cell with data-channel (the API's channel,
  * "__total__" for the total row), data-field (the API's field name) and data-raw (the API's value
  * as text: decimal strings as they came, numbers as JavaScript prints them, null as "null").
+ * The funnel table follows the same scheme; the cohort heatmap's cells carry data-cohort and
+ * data-month; the paths and campaigns tables data-row (the row's index among those shown) and
+ * data-field. Every panel (#panel-NAME) carries data-state (ok, unknown, error), data-from,
+ * data-to and data-model of what it shows.
  */
 (function () {
   "use strict";
@@ -40,6 +46,19 @@
       name: "First click",
       help: "A sale goes to the channel that first brought the visitor within the lookback window: " +
             "the channels that find new customers."
+    },
+    linear: {
+      name: "Linear",
+      help: "Every visit within the lookback window gets an equal share of a sale."
+    },
+    time_decay: {
+      name: "Time decay",
+      help: "Every visit gets a share that halves for each 7 days it lies before the sale: " +
+            "the visits that closed the deal weigh most."
+    },
+    position_based: {
+      name: "Position-based",
+      help: "The first and the last visit get 40% each, the visits between share 20% (two visits: 50/50)."
     }
   };
   // [field, kind]: the table's columns after the channel, in order
@@ -309,6 +328,7 @@
     state.inflight = ctl;
     setDot("busy");
     $("app").setAttribute("aria-busy", "true");
+    loadPanels(p, token);
     fetch(API + "?" + p.toString(), {
       headers: { "Authorization": "Bearer " + token, "Accept": "application/json" },
       cache: "no-store", credentials: "omit", redirect: "error", referrerPolicy: "no-referrer",
@@ -473,7 +493,19 @@
       th.className = "text";
       th.setAttribute("data-channel", r.channel);
       th.setAttribute("data-field", "channel");
-      th.textContent = r.channel;
+      if (un) {
+        th.textContent = r.channel;
+      } else {  // the name opens the channel's campaigns
+        var drill = document.createElement("button");
+        drill.type = "button";
+        drill.className = "drill-open";
+        drill.setAttribute("data-drill", r.channel);
+        drill.setAttribute("aria-controls", "panel-campaigns");
+        drill.title = "Show the campaigns of " + r.channel;
+        drill.textContent = r.channel;
+        drill.addEventListener("click", function () { openDrill(r.channel); });
+        th.append(drill);
+      }
       if (un) {
         th.title = "Conversions with no visit within the lookback window";
         var note = document.createElement("span");
@@ -644,6 +676,407 @@
     setChartEmpty("chart-roi", !withRoi.length, "ROI needs spend: import ad costs (POST /api/spend).");
   }
 
+  /* ---------- more reports: cohorts, funnel, top paths, a channel's campaigns ---------- */
+
+  var PANELS = ["cohorts", "funnel", "paths", "campaigns"];
+  var NOT_SERVED = {
+    cohorts: "This server does not serve the cohorts report yet.",
+    funnel: "This server does not serve the funnel report yet.",
+    paths: "Top paths need the paths report, which this server does not serve yet.",
+    campaigns: "The campaign drill-down needs the campaigns report, which this server does not serve yet."
+  };
+  var TOP_PATHS = 10;
+  var panels = {};  // report name -> { seq, ctl, text, data, unknown }
+
+  function panelState(name) {
+    return panels[name] || (panels[name] = { seq: 0, ctl: null, text: null, data: null, unknown: false });
+  }
+
+  /** A note in the panel; hideBody hides what it drew (the report is not there). */
+  function panelNote(name, message, hideBody) {
+    var el = $("panel-" + name);
+    var note = el.querySelector("[data-panel-note]");
+    note.textContent = message || "";
+    note.hidden = !message;
+    el.querySelector("[data-panel-body]").hidden = !!hideBody;
+  }
+
+  function loadPanels(p, token) {
+    PANELS.forEach(function (name) {
+      if (name !== "campaigns" || state.drill) loadPanel(name, p, token);
+    });
+  }
+
+  function reasonOf(text) {
+    try { var j = JSON.parse(text); return j && j.reason ? String(j.reason) : ""; } catch (e) { return ""; }
+  }
+
+  function loadPanel(name, p, token) {
+    var ps = panelState(name), el = $("panel-" + name);
+    if (ps.unknown) return;  // the server said it has no such report: not asked again until a reload
+    if (ps.ctl) ps.ctl.abort();
+    var ctl = typeof AbortController === "function" ? new AbortController() : null;
+    var my = ++ps.seq, model = p.get("model");
+    ps.ctl = ctl;
+    el.setAttribute("aria-busy", "true");
+    fetch("/api/reports/" + name + "?" + p.toString(), {
+      headers: { "Authorization": "Bearer " + token, "Accept": "application/json" },
+      cache: "no-store", credentials: "omit", redirect: "error", referrerPolicy: "no-referrer",
+      signal: ctl ? ctl.signal : undefined
+    }).then(function (res) {
+      return res.text().then(function (text) { return { res: res, text: text }; });
+    }).then(function (got) {
+      if (my !== ps.seq) return;
+      var res = got.res, text = got.text;
+      if (res.status === 404 && reasonOf(text) === "unknown_report") {
+        ps.unknown = true;
+        ps.text = ps.data = null;
+        panelNote(name, NOT_SERVED[name], true);
+        el.setAttribute("data-state", "unknown");
+        return;
+      }
+      if (!res.ok) {  // a refused token is the channel table's business: it asks for a new one
+        panelNote(name, "Not loaded: " + (detailOf(text) || "HTTP " + res.status) + ".", false);
+        el.setAttribute("data-state", "error");
+        return;
+      }
+      if (text !== ps.text) {
+        ps.text = text;
+        ps.data = JSON.parse(text);
+        RENDER[name](ps.data);
+      }
+      panelNote(name, "", false);
+      el.setAttribute("data-from", ps.data.from);
+      el.setAttribute("data-to", ps.data.to);
+      el.setAttribute("data-model", model);
+      el.setAttribute("data-state", "ok");
+    }).catch(function (err) {
+      if ((err && err.name === "AbortError") || my !== ps.seq) return;
+      panelNote(name, "The server is not reachable; retrying with the table.", false);
+      el.setAttribute("data-state", "error");
+    }).then(function () {
+      if (my === ps.seq) { ps.ctl = null; el.removeAttribute("aria-busy"); }
+    });
+  }
+
+  /* exact decimal strings: sums and quotients for the heatmap's totals (BigInt, no floats) */
+
+  function fracLen(raw) { var s = plain(raw), i = s.indexOf("."); return i < 0 ? 0 : s.length - i - 1; }
+
+  function scaled(raw, places) {
+    var r = roundDec(raw, places);
+    var v = BigInt(r.int + r.frac);
+    return r.neg ? -v : v;
+  }
+
+  function unscaled(v, places) {
+    var neg = v < BigInt(0), digits = (neg ? -v : v).toString();
+    while (digits.length <= places) digits = "0" + digits;
+    var int = digits.slice(0, digits.length - places), frac = digits.slice(digits.length - places);
+    return (neg ? "-" : "") + int + (places ? "." + frac : "");
+  }
+
+  function addDec(a, b) {
+    var places = Math.max(fracLen(a), fracLen(b));
+    return unscaled(scaled(a, places) + scaled(b, places), places);
+  }
+
+  /** a / n (n a positive whole number) at 2 places, half away from zero, as the reports round. */
+  function divDec(a, n) {
+    var v = scaled(a, 2), neg = v < BigInt(0), d = BigInt(n);
+    var q = ((neg ? -v : v) * BigInt(2) + d) / (BigInt(2) * d);
+    return unscaled(neg ? -q : q, 2);
+  }
+
+  function monthNumber(iso) { var p = String(iso).split("-"); return (+p[0]) * 12 + (+p[1]) - 1; }
+
+  function option(value, label) {
+    var o = document.createElement("option");
+    o.value = value;
+    o.textContent = label;
+    return o;
+  }
+
+  function renderCohorts(d) {
+    var sel = $("cohort-channel"), keep = sel.value, seen = {};
+    (d.rows || []).forEach(function (r) { seen[r.channel] = true; });
+    var channels = Object.keys(seen).sort(function (a, b) {
+      return (a === UNATTRIBUTED) - (b === UNATTRIBUTED) || a.localeCompare(b);
+    });
+    sel.replaceChildren(option("", "All channels"));
+    channels.forEach(function (c) { sel.append(option(c, c)); });
+    sel.value = seen[keep] ? keep : "";
+    drawCohorts();
+  }
+
+  function th(text, scope, cls) {
+    var c = document.createElement("th");
+    c.scope = scope;
+    if (cls) c.className = cls;
+    c.textContent = text;
+    return c;
+  }
+
+  /** The heatmap for the chosen first-touch channel (or all): cohort x months since. */
+  function drawCohorts() {
+    var d = panelState("cohorts").data;
+    if (!d) return;
+    var pick = $("cohort-channel").value, cur = d.currency;
+    var cohorts = {}, order = [], last = monthNumber(d.to), maxMonth = 0;
+    (d.rows || []).forEach(function (r) {
+      if (pick && r.channel !== pick) return;
+      var c = cohorts[r.cohort];
+      if (!c) { c = cohorts[r.cohort] = { sizes: {}, months: {}, revenue: "0" }; order.push(r.cohort); }
+      c.sizes[r.channel] = r.customers;  // the cohort's size, repeated on each of its months
+      var m = c.months[r.month] || (c.months[r.month] = { revenue: "0", buyers: 0 });
+      m.revenue = addDec(m.revenue, r.revenue);
+      m.buyers += r.buyers;
+      c.revenue = addDec(c.revenue, r.revenue);
+    });
+    order.sort();
+    order.forEach(function (k) { maxMonth = Math.max(maxMonth, last - monthNumber(k + "-01")); });
+    var peak = 0;  // the darkest cell: the most revenue per customer
+    order.forEach(function (k) {
+      var c = cohorts[k];
+      c.customers = Object.keys(c.sizes).reduce(function (s, ch) { return s + c.sizes[ch]; }, 0);
+      Object.keys(c.months).forEach(function (m) {
+        if (c.customers) peak = Math.max(peak, Number(c.months[m].revenue) / c.customers);
+      });
+    });
+
+    var head = document.createElement("tr");
+    head.append(th("Cohort", "col", "text"), th("Customers", "col"), th("Revenue", "col"), th("Per customer", "col"));
+    for (var m = 0; m <= maxMonth; m++) head.append(th(m === 0 ? "Month 0" : "+" + m, "col", "month"));
+    var body = document.createDocumentFragment(), sums = {}, customers = 0, revenue = "0";
+    order.forEach(function (k) {
+      var c = cohorts[k], tr = document.createElement("tr");
+      var name = th(k, "row", "text");
+      name.setAttribute("data-cohort", k);
+      tr.append(name);
+      tr.append(cohortCell(k, "customers", "count", c.customers, cur),
+                cohortCell(k, "revenue", "money", c.revenue, cur),
+                cohortCell(k, "per_customer", "money", c.customers ? divDec(c.revenue, c.customers) : null, cur));
+      var horizon = last - monthNumber(k + "-01");
+      for (var m = 0; m <= maxMonth; m++) {
+        var cell = document.createElement("td");
+        if (m > horizon) {  // that month has not come within the range
+          cell.className = "na";
+          tr.append(cell);
+          continue;
+        }
+        var got = c.months[m] || { revenue: "0", buyers: 0 };
+        sums[m] = addDec(sums[m] || "0", got.revenue);
+        cell.className = "num heat" + (negative(got.revenue) ? " neg" : Number(got.revenue) === 0 ? " zero" : "");
+        cell.setAttribute("data-cohort", k);
+        cell.setAttribute("data-month", String(m));
+        cell.setAttribute("data-field", "revenue");
+        cell.setAttribute("data-raw", got.revenue);
+        cell.setAttribute("data-buyers", String(got.buyers));
+        cell.textContent = Number(got.revenue) === 0 ? "" : axisMoney(Number(got.revenue));
+        cell.title = k + ", month " + m + ": " + fmtMoney(got.revenue, cur, 2) + " from " + got.buyers + " of " +
+          c.customers + " customers" + (c.customers ? " (" + fmtMoney(divDec(got.revenue, c.customers), cur, 2) + " per customer)" : "");
+        var share = c.customers && peak > 0 ? Math.max(0, Number(got.revenue) / c.customers / peak) : 0;
+        if (share > 0) {
+          cell.style.backgroundColor = "rgba(31, 138, 91, " + (0.1 + 0.85 * share).toFixed(3) + ")";
+          if (share > 0.55) cell.classList.add("hot");
+        }
+        tr.append(cell);
+      }
+      customers += c.customers;
+      revenue = addDec(revenue, c.revenue);
+      body.append(tr);
+    });
+    var foot = document.createDocumentFragment();
+    if (order.length) {
+      var tr = document.createElement("tr");
+      tr.className = "total";
+      tr.append(th("All cohorts", "row", "text"),
+                cohortCell("__total__", "customers", "count", customers, cur),
+                cohortCell("__total__", "revenue", "money", revenue, cur),
+                cohortCell("__total__", "per_customer", "money", customers ? divDec(revenue, customers) : null, cur));
+      for (var n = 0; n <= maxMonth; n++) {
+        var td = cohortCell("__total__", "revenue", "money", sums[n] || "0", cur);
+        td.setAttribute("data-month", String(n));
+        tr.append(td);
+      }
+      foot.append(tr);
+    } else {
+      var empty = document.createElement("tr"), cell = document.createElement("td");
+      empty.className = "empty";
+      cell.colSpan = 4;
+      cell.textContent = pick ? "No first purchases from " + pick + " in this period." : "No first purchases in this period.";
+      empty.append(cell);
+      body.append(empty);
+    }
+    var table = $("cohorts");
+    table.tHead.replaceChildren(head);
+    table.tBodies[0].replaceChildren(body);
+    table.tFoot.replaceChildren(foot);
+    table.setAttribute("data-channel", pick);
+  }
+
+  function cohortCell(cohort, field, kind, raw, currency) {
+    var c = document.createElement("td");
+    c.setAttribute("data-cohort", cohort);
+    c.setAttribute("data-field", field);
+    c.setAttribute("data-raw", raw === null || raw === undefined ? "null" : String(raw));
+    c.className = "num" + (isNull(raw) ? " null" : "");
+    c.textContent = format(kind, raw, currency);
+    c.title = exact(kind, raw, currency);
+    return c;
+  }
+
+  var FUNNEL = [["visits", "count"], ["leads", "count"], ["deals", "count"], ["sales", "count"],
+                ["visit_to_lead", "percent"], ["lead_to_deal", "percent"], ["deal_to_sale", "percent"]];
+  var STEP_COLORS = ["#9aa9bf", "#1f6feb", "#8250df", "#1f8a5b"];
+
+  function renderFunnel(d) {
+    var model = $("model").value, counted = model === "first_touch" || model === "last_touch" ? model : "last_non_direct";
+    $("funnel-sub").textContent = "Each lead, deal and sale counted once, by " + MODELS[counted].name.toLowerCase() +
+      (counted !== model ? " (a count is not split)" : "");
+    var rows = (d.rows || []).slice(), body = document.createDocumentFragment(), foot = document.createDocumentFragment();
+    var row = function (key, label, r, tag) {
+      var tr = document.createElement("tr");
+      if (key === TOTAL) tr.className = "total";
+      if (key === UNATTRIBUTED) tr.className = "unattributed";
+      var name = th(label, "row", "text");
+      name.setAttribute("data-channel", key);
+      tr.append(name);
+      FUNNEL.forEach(function (c) { tr.append(numberCell("td", key, c[0], c[1], r[c[0]], d.currency)); });
+      return tr;
+    };
+    rows.forEach(function (r) { body.append(row(r.channel, r.channel, r)); });
+    if (d.total && Object.keys(d.total).length) foot.append(row(TOTAL, "Total", d.total));
+    var table = $("funnel");
+    table.tBodies[0].replaceChildren(body);
+    table.tFoot.replaceChildren(foot);
+
+    if (typeof window.Chart !== "function") { setChartEmpty("chart-funnel", true, "The chart library did not load."); return; }
+    var shown = rows.filter(function (r) { return r.visits || r.leads || r.deals || r.sales; });
+    if (!state.charts.funnel) {
+      var o = chartBase();
+      o.scales = {
+        x: { grid: { display: false }, ticks: { autoSkip: false, maxRotation: 30 } },
+        y: { type: "logarithmic", grid: { color: COLORS.grid },
+             ticks: { callback: function (v) { return /^1(0*)$/.test(String(v)) ? fmtDec(v, 0) : ""; } } }
+      };
+      o.plugins.tooltip = { callbacks: { label: function (c) { return c.dataset.label + ": " + fmtCount(c.raw); } } };
+      state.charts.funnel = new window.Chart($("chart-funnel"), {
+        type: "bar",
+        data: { labels: [], datasets: ["Visits", "Leads", "Deals", "Sales"].map(function (label, i) {
+          return { label: label, data: [], backgroundColor: STEP_COLORS[i], borderRadius: 2, maxBarThickness: 18 };
+        }) },
+        options: o
+      });
+    }
+    var chart = state.charts.funnel;
+    chart.data.labels = shown.map(function (r) { return r.channel; });
+    ["visits", "leads", "deals", "sales"].forEach(function (f, i) {
+      chart.data.datasets[i].data = shown.map(function (r) { return Number(r[f]) || null; });  // log scale: 0 is no bar
+    });
+    chart.update("none");
+    setChartEmpty("chart-funnel", !shown.length, "No visits or conversions in this period.");
+  }
+
+  /* the paths and campaigns reports are drawn from whatever columns they return */
+
+  var TEXT_FIELDS = /^(path|channel|source|medium|campaign|content|term|ad|keyword|section|level|model)$/;
+  var MONEY_FIELDS = /(^|_)(revenue|spend|cost|value|cpl|cpo|cac|ltv)$|^average_check$/;
+  var PERCENT_FIELDS = /^(share|conversion|roi|romi)$|_share$|_rate$|^(visit_to_lead|lead_to_deal|deal_to_sale|lead_to_sale)$/;
+
+  function kindOf(field, values) {
+    if (TEXT_FIELDS.test(field)) return "text";
+    if (MONEY_FIELDS.test(field)) return "money";
+    if (PERCENT_FIELDS.test(field)) return "percent";
+    var numeric = values.every(function (v) { return isNull(v) || /^-?\d+(\.\d+)?$/.test(plain(v)); });
+    if (!numeric) return "text";
+    return values.every(function (v) { return isNull(v) || /^-?\d+$/.test(plain(v)); }) ? "count" : "number";
+  }
+
+  function label(field) { var s = String(field).replace(/_/g, " "); return s.charAt(0).toUpperCase() + s.slice(1); }
+
+  function anyTable(container, rows, skip, emptyText, currency) {
+    var fields = [];
+    rows.forEach(function (r) { Object.keys(r).forEach(function (k) { if (fields.indexOf(k) < 0 && skip.indexOf(k) < 0) fields.push(k); }); });
+    fields = fields.filter(function (f) { return rows.some(function (r) { return !isNull(r[f]); }); });  // no all-empty columns
+    var kinds = {};
+    fields.forEach(function (f) { kinds[f] = kindOf(f, rows.map(function (r) { return r[f]; })); });
+    fields.sort(function (a, b) { return (kinds[b] === "text") - (kinds[a] === "text"); });  // names first, stable
+    var table = document.createElement("table"), head = document.createElement("tr"), body = document.createElement("tbody");
+    table.className = "compact";
+    fields.forEach(function (f) { head.append(th(label(f), "col", kinds[f] === "text" ? "text" : "")); });
+    rows.forEach(function (r, i) {
+      var tr = document.createElement("tr");
+      fields.forEach(function (f) {
+        var raw = r[f], c = document.createElement("td"), kind = kinds[f];
+        c.setAttribute("data-row", String(i));
+        c.setAttribute("data-field", f);
+        c.setAttribute("data-raw", raw === null || raw === undefined ? "null" : String(raw));
+        if (kind === "text") {
+          c.className = "text";
+          c.textContent = isNull(raw) ? DASH : String(raw);
+        } else {
+          c.className = "num" + (isNull(raw) ? " null" : "") + (negative(raw) ? " neg" : "");
+          c.textContent = kind === "number" ? (isNull(raw) ? DASH : fmtDec(raw, Number.isInteger(Number(raw)) ? 0 : 2))
+            : format(kind, raw, currency);
+          c.title = kind === "number" ? (isNull(raw) ? "no value" : plain(raw)) : exact(kind, raw, currency);
+        }
+        tr.append(c);
+      });
+      body.append(tr);
+    });
+    if (!rows.length) {
+      var tr = document.createElement("tr"), td = document.createElement("td");
+      tr.className = "empty";
+      td.colSpan = Math.max(fields.length, 1);
+      td.textContent = emptyText;
+      tr.append(td);
+      body.append(tr);
+    }
+    var thead = document.createElement("thead");
+    thead.append(head);
+    table.append(thead, body);
+    container.replaceChildren(table);
+  }
+
+  function renderPaths(d) {
+    var rows = d.rows || [];
+    if (rows.some(function (r) { return "section" in r; })) rows = rows.filter(function (r) { return r.section === "path"; });
+    anyTable($("panel-paths").querySelector("[data-panel-body]"), rows.slice(0, TOP_PATHS), ["section"],
+             "No converting paths in this period.", d.currency);
+  }
+
+  function renderCampaigns(d) {
+    var channel = state.drill, rows = d.rows || [];
+    if (rows.some(function (r) { return "channel" in r; })) rows = rows.filter(function (r) { return r.channel === channel; });
+    anyTable($("panel-campaigns").querySelector("[data-panel-body]"), rows, ["channel"],
+             "No campaigns of " + channel + " in this period.", d.currency);
+    $("panel-campaigns").setAttribute("data-channel", channel);
+  }
+
+  var RENDER = { cohorts: renderCohorts, funnel: renderFunnel, paths: renderPaths, campaigns: renderCampaigns };
+
+  function openDrill(channel) {
+    state.drill = channel;
+    $("drill-channel").textContent = channel;
+    var el = $("panel-campaigns"), ps = panelState("campaigns");
+    el.hidden = false;
+    el.removeAttribute("data-state");
+    if (ps.unknown) {
+      el.setAttribute("data-state", "unknown");
+    } else {
+      if (ps.data) renderCampaigns(ps.data);
+      var p = params(), token = getToken();
+      if (p && token) loadPanel("campaigns", p, token);
+    }
+    el.scrollIntoView({ block: "nearest" });
+  }
+
+  function closeDrill() {
+    state.drill = null;
+    $("panel-campaigns").hidden = true;
+  }
+
   /* ---------- start ---------- */
 
   function start() {
@@ -677,6 +1110,8 @@
       if (Date.now() - state.loadedAt >= REFRESH_MS) load();
       else if (state.updated) { $("updated").textContent = state.updated; setDot("live"); }
     });
+    $("cohort-channel").addEventListener("change", drawCohorts);
+    $("drill-close").addEventListener("click", closeDrill);
     setInterval(tick, REFRESH_MS);
     if (getToken()) { showApp(); load(); } else { askToken(""); }
   }

@@ -1,0 +1,92 @@
+-- Cohorts: the customers whose FIRST purchase ever falls in the range, grouped by the month of that
+-- purchase and by their first-touch channel (the person's earliest non-bot visit before it, however
+-- long ago; no visit -> "(unattributed)"), with their revenue in each month since: month 0 is the
+-- month of the first purchase, 1 the next calendar month, and so on up to the end of the range.
+-- People are identity_map persons: the latest version of an identifier's row, else the identifier
+-- is its own person ('p_' + 16 hex of its SHA-256); a conversion's identifier is its subject (rows
+-- written before subject existed: its visitor's anon id; with no visitor either, the conversion
+-- itself, so such rows never share one blank person), a visit's is 'anon:' + its visitor.
+-- A purchase is a payment (a sale when the project has no payment in the range); revenue is
+-- payments + refunds, or sales' values, in {currency} (rates from /api/rates; money without a rate
+-- is left out and counted in `unconverted`). customers is the cohort's size on every row of the
+-- cohort; buyers the customers who purchased in that month.
+WITH
+    idm AS (
+        SELECT identifier, argMax(person_id, version) AS person_id
+        FROM identity_map
+        WHERE project = {project:String}
+        GROUP BY identifier
+    ),
+    rates AS (
+        SELECT currency, day, rate FROM currency_rates FINAL
+        WHERE project = {project:String} AND base = {currency:String}
+    ),
+    (SELECT count() > 0 FROM conversions FINAL
+     WHERE project = {project:String} AND kind IN ('payment', 'refund')
+       AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}) AS has_payments,
+    -- every purchase and refund up to the end of the range (earlier ones decide who is new), with its person
+    money AS (
+        SELECT c.at AS at, c.kind AS kind,
+               if(m.person_id != '', m.person_id, concat('p_', substring(lower(hex(SHA256(c.ident))), 1, 16))) AS person,
+               multiIf(c.currency IN ({currency:String}, ''), toDecimal128(c.value, 6),
+                       r.rate > 0, toDecimal128(c.value * r.rate, 6), toDecimal128(0, 6)) AS amount,
+               c.currency IN ({currency:String}, '') OR r.rate > 0 AS converted
+        FROM (
+            SELECT at, kind, value, currency,
+                   multiIf(subject != '', subject, anonymous_id != '', concat('anon:', anonymous_id),
+                           concat('conversion:', conversion_id)) AS ident
+            FROM conversions FINAL
+            WHERE project = {project:String} AND at < {to:DateTime64(3, 'UTC')}
+              AND if(has_payments, kind IN ('payment', 'refund'), kind = 'sale')
+        ) AS c
+        LEFT JOIN idm AS m ON m.identifier = c.ident
+        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at) >= r.day
+    ),
+    customers AS (
+        SELECT person, min(at) AS first_at
+        FROM money
+        WHERE kind != 'refund'
+        GROUP BY person
+        HAVING first_at >= {from:DateTime64(3, 'UTC')}
+    ),
+    first_touch AS (
+        SELECT if(m.person_id != '', m.person_id,
+                  concat('p_', substring(lower(hex(SHA256(concat('anon:', t.anonymous_id)))), 1, 16))) AS person,
+               min(t.started_at) AS first_seen,
+               argMin(t.channel, (t.started_at, t.touch_id)) AS channel
+        FROM (
+            SELECT anonymous_id, touch_id, started_at, channel FROM touches FINAL
+            WHERE project = {project:String} AND NOT is_bot AND started_at < {to:DateTime64(3, 'UTC')}
+        ) AS t
+        LEFT JOIN idm AS m ON m.identifier = concat('anon:', t.anonymous_id)
+        GROUP BY person
+    ),
+    members AS (
+        SELECT c.person AS person, c.first_at AS first_at,
+               if(f.person != '' AND f.first_seen <= c.first_at, toString(f.channel), '(unattributed)') AS channel
+        FROM customers AS c
+        LEFT JOIN first_touch AS f ON f.person = c.person
+    ),
+    cells AS (
+        SELECT formatDateTime(m.first_at, '%Y-%m') AS cohort, m.channel AS channel,
+               toUInt32(dateDiff('month', toStartOfMonth(m.first_at), toStartOfMonth(x.at))) AS month,
+               m.person AS person, x.kind AS kind, x.amount AS amount, x.converted AS converted,
+               uniqExact(m.person) OVER (PARTITION BY cohort, channel) AS cohort_size
+        FROM members AS m
+        INNER JOIN money AS x ON x.person = m.person
+        WHERE x.at >= m.first_at
+    )
+SELECT
+    toUInt8(grouping(cohort, channel, month) != 0) AS is_total,
+    cohort,
+    channel,
+    month,
+    if(is_total, uniqExact(person), any(cohort_size)) AS customers,
+    uniqExactIf(person, kind != 'refund') AS buyers,
+    toDecimal128(round(sum(amount), 2), 2) AS revenue,
+    -- divided at 6 decimals, then rounded half away from zero: Decimal division truncates
+    if(customers > 0, toDecimal128(round(toDecimal128(revenue, 6) / customers, 2), 2), NULL) AS revenue_per_customer,
+    countIf(NOT converted) AS unconverted
+FROM cells
+GROUP BY GROUPING SETS ((cohort, channel, month), ())
+ORDER BY is_total, cohort, channel, month

@@ -1,0 +1,105 @@
+-- LTV by first-touch channel: the customers whose first purchase ever falls in the range (new
+-- customers), grouped by the channel of their earliest non-bot visit before that purchase (no visit
+-- -> "(unattributed)"), with everything they paid from then to the end of the range:
+--   ltv = revenue / customers; repeat_share = customers with 2+ purchases / customers;
+--   cac = the channel's spend in the range / its new customers; payback = ltv / cac (= revenue /
+--   spend: how many times the acquisition cost came back; 2.6 = 260%).
+-- People, purchases, revenue and currencies follow cohorts.sql (identity_map persons; payments +
+-- refunds, or sales' values when the project has no payment in the range). Spend: the latest
+-- import of each (day, source), as in the channel report.
+WITH
+    idm AS (
+        SELECT identifier, argMax(person_id, version) AS person_id
+        FROM identity_map
+        WHERE project = {project:String}
+        GROUP BY identifier
+    ),
+    rates AS (
+        SELECT currency, day, rate FROM currency_rates FINAL
+        WHERE project = {project:String} AND base = {currency:String}
+    ),
+    (SELECT count() > 0 FROM conversions FINAL
+     WHERE project = {project:String} AND kind IN ('payment', 'refund')
+       AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}) AS has_payments,
+    money AS (
+        SELECT c.at AS at, c.kind AS kind,
+               if(m.person_id != '', m.person_id, concat('p_', substring(lower(hex(SHA256(c.ident))), 1, 16))) AS person,
+               multiIf(c.currency IN ({currency:String}, ''), toDecimal128(c.value, 6),
+                       r.rate > 0, toDecimal128(c.value * r.rate, 6), toDecimal128(0, 6)) AS amount,
+               c.currency IN ({currency:String}, '') OR r.rate > 0 AS converted
+        FROM (
+            SELECT at, kind, value, currency,
+                   multiIf(subject != '', subject, anonymous_id != '', concat('anon:', anonymous_id),
+                           concat('conversion:', conversion_id)) AS ident
+            FROM conversions FINAL
+            WHERE project = {project:String} AND at < {to:DateTime64(3, 'UTC')}
+              AND if(has_payments, kind IN ('payment', 'refund'), kind = 'sale')
+        ) AS c
+        LEFT JOIN idm AS m ON m.identifier = c.ident
+        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at) >= r.day
+    ),
+    -- per person over everything up to the end of the range; new customers are filtered below
+    buyers AS (
+        SELECT person, minIf(at, kind != 'refund') AS first_at, countIf(kind != 'refund') AS purchases,
+               sum(amount) AS revenue, countIf(NOT converted) AS unconverted
+        FROM money
+        GROUP BY person
+        HAVING purchases > 0 AND first_at >= {from:DateTime64(3, 'UTC')}
+    ),
+    first_touch AS (
+        SELECT if(m.person_id != '', m.person_id,
+                  concat('p_', substring(lower(hex(SHA256(concat('anon:', t.anonymous_id)))), 1, 16))) AS person,
+               min(t.started_at) AS first_seen,
+               argMin(t.channel, (t.started_at, t.touch_id)) AS channel
+        FROM (
+            SELECT anonymous_id, touch_id, started_at, channel FROM touches FINAL
+            WHERE project = {project:String} AND NOT is_bot AND started_at < {to:DateTime64(3, 'UTC')}
+        ) AS t
+        LEFT JOIN idm AS m ON m.identifier = concat('anon:', t.anonymous_id)
+        GROUP BY person
+    ),
+    spend_rows AS (
+        SELECT s.channel AS channel,
+               multiIf(s.currency = {currency:String}, toDecimal128(s.cost, 6),
+                       r.rate > 0, toDecimal128(s.cost * r.rate, 6), toDecimal128(0, 6)) AS money,
+               s.currency = {currency:String} OR r.rate > 0 AS converted
+        FROM (
+            SELECT channel, day, cost, currency FROM ad_spend FINAL
+            WHERE project = {project:String}
+              AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
+              AND (day, source, import_id) IN (
+                  SELECT day, source, argMax(import_id, imported_at)
+                  FROM ad_spend FINAL
+                  WHERE project = {project:String}
+                    AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
+                  GROUP BY day, source)
+        ) AS s
+        ASOF LEFT JOIN rates AS r ON s.currency = r.currency AND s.day >= r.day
+    ),
+    parts AS (
+        SELECT if(f.person != '' AND f.first_seen <= b.first_at, toString(f.channel), '(unattributed)') AS channel,
+               1 AS customers, b.purchases AS purchases, b.purchases >= 2 AS repeat,
+               toDecimal128(b.revenue, 6) AS revenue, toDecimal128(0, 6) AS spend, b.unconverted AS unconverted
+        FROM buyers AS b
+        LEFT JOIN first_touch AS f ON f.person = b.person
+        UNION ALL
+        SELECT toString(channel), 0, 0, 0, toDecimal128(0, 6), money, toUInt64(NOT converted)
+        FROM spend_rows
+    )
+SELECT
+    grouping(channel) AS is_total,
+    channel,
+    sum(customers) AS customers,
+    sum(purchases) AS purchases,
+    toDecimal128(round(sum(revenue), 2), 2) AS revenue,
+    -- divisions at 6 decimals, then rounded half away from zero: Decimal division truncates
+    if(customers > 0, toDecimal128(round(toDecimal128(revenue, 6) / customers, 2), 2), NULL) AS ltv,
+    sum(repeat) AS repeat_customers,
+    if(customers > 0, round(repeat_customers / customers, 4), NULL) AS repeat_share,
+    toDecimal128(round(sum(spend), 2), 2) AS spend,
+    if(customers > 0, toDecimal128(round(toDecimal128(spend, 6) / customers, 2), 2), NULL) AS cac,
+    if(customers > 0 AND spend > 0, toFloat64(round(toDecimal128(revenue, 6) / spend, 4)), NULL) AS payback,
+    sum(unconverted) AS unconverted  -- money rows left out: no rate to the report currency
+FROM parts
+GROUP BY GROUPING SETS ((channel), ())
+ORDER BY is_total, revenue DESC, spend DESC, channel
