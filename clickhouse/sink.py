@@ -26,7 +26,8 @@ log = logging.getLogger("moneytrail.sink")
 TABLE_OF_TOPIC = {topics.RAW: "raw_events", topics.TOUCHES: "touches", topics.CONVERSIONS: "conversions",
                   topics.SPEND: "ad_spend", topics.LEASES: "leases", topics.RATES: "currency_rates",
                   topics.DEAD_LETTERS: "dead_letters", topics.LINKS: "identity_links",
-                  topics.IDENTITY: "identity_map", topics.GUARDS: "identity_guard", topics.CREDITS: "credits"}
+                  topics.IDENTITY: "identity_map", topics.GUARDS: "identity_guard", topics.CREDITS: "credits",
+                  topics.MATCHES: "identity_links"}
 
 
 def _raw_row(value: bytes) -> dict[str, Any]:
@@ -66,6 +67,7 @@ ROW_OF_TOPIC: dict[str, Callable[[bytes], dict[str, Any]]] = {
     topics.IDENTITY: orjson.loads,
     topics.GUARDS: orjson.loads,
     topics.CREDITS: orjson.loads,
+    topics.MATCHES: orjson.loads,
 }
 
 

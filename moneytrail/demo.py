@@ -12,7 +12,8 @@ What is in it (seed 42, scale=1.0, 90 days; `scale` multiplies the daily traffic
   (all tagged with utm + gclid / yclid / fbclid / ttclid), organic search (google.kz, yandex.kz
   referrers), Kaspi (kaspi.kz referrer), 2GIS, Instagram bio links and direct returns; an email
   newsletter every Tuesday to the people who left a contact. Journeys span days; some switch
-  device (phone <-> desktop) and are joined only by the phone they leave later.
+  device (phone <-> desktop); three in four of those sign in to their shop account on both
+  devices (an identify with the account id), the evidence the identity graph joins them by.
 - ~400 enquiries: site forms ("Form Submitted" with a phone), phone calls, WhatsApp chats
   (the tracker's "Messenger Link Clicked" with a ref code, then a message carrying MT-XXXXXXXX).
 - each enquiry becomes an amoCRM deal (leads[add] + contacts[add], then leads[status] through
@@ -595,6 +596,7 @@ class _Builder:
         at = self.arrival_time(day)
         last: Visit | None = None
         for i in range(sessions):
+            before_switch = last if i == switch_at else None
             if i == switch_at:
                 self.add_device(p, not p.mobile)
             kind = first_kind if i == 0 else self.return_kind(first_kind)
@@ -602,6 +604,8 @@ class _Builder:
             v = self.visit(p, self.daytime(at), kind, pages)
             if v is None:
                 return
+            if before_switch is not None:
+                self.login_on_both(p, before_switch, v)
             last = v
             at = v.end + self.gap()
         if rng.random() < 0.03:  # the newsletter pop-up
@@ -610,6 +614,22 @@ class _Builder:
             self.enquiry(p, last)
         elif first_kind == "kaspi" and rng.random() < 0.09:
             self.kaspi_order(p, last)
+
+    def login_on_both(self, p: _Person, old: Visit, new: Visit) -> None:
+        """Most device switchers have an account on the shop's site and sign in on both devices
+        (the site's identify call with its account id): the evidence that joins the two cookies.
+        A separate generator per person, so the main sequence (and every other id) is unchanged."""
+        if random.Random(f"{self.run}:login:{p.pid}").random() >= 0.75:
+            return
+        user_id = f"acc-{p.pid[1:]}"
+        self.ids["user_id"][user_id] = p.pid
+        for visit in (old, new):
+            ua = next(u for a, u in p.devices if a == visit.anon)
+            self.messages.append({
+                "type": "identify", "messageId": self.message_id(), "anonymousId": visit.anon, "userId": user_id,
+                "timestamp": _iso_z(visit.end), "traits": {},
+                "context": {"page": {"url": f"{SITE}/account", "path": "/account"}, "userAgent": ua, "locale": "ru-KZ"},
+            })
 
     def enquiry(self, p: _Person, v: Visit) -> None:
         rng = self.rng
@@ -1202,8 +1222,9 @@ def ground_truth(plan: DemoPlan, lookback_days: int = LOOKBACK_DAYS) -> dict[str
         "lookback_days": lookback_days,
         "notes": ("totals count as the server counts: leads = forms + unique inbound calls + WhatsApp chats + CRM deals "
                   "created; sales = won deals + payments that name no deal; revenue = payments + refunds. 'true' = "
-                  "over all the person's visits on every device; 'expected' = what the server can see today (the "
-                  "conversion's own visitor id, or the lease for live calls; no identity stitching). A WhatsApp chat's "
+                  "over all the person's visits on every device; 'expected' = what a cookie-only join can see (the "
+                  "conversion's own visitor id, or the lease for live calls; no identity stitching): the baseline that "
+                  "stitching must beat. A WhatsApp chat's "
                   "conversion_id here holds the raw wa_id; the server's holds its keyed hash."),
         "identifiers": plan.identifiers,
         "persons": plan.persons,

@@ -11,8 +11,9 @@ LINKS = "links"  # identity links derived from events, keyed by project
 IDENTITY = "identity"  # versioned identifier -> person mapping rows, keyed by project
 GUARDS = "guards"  # links refused by the shared-device guard, keyed by project
 CREDITS = "credits"  # live attribution credits (deltas), keyed by project
+MATCHES = "matches"  # links the persons stage makes itself (a call <-> the number lease it matched), for audit
 
-ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, LEASES, RATES, DEAD_LETTERS, LINKS, IDENTITY, GUARDS, CREDITS)
+ALL = (RAW, TOUCHES, CONVERSIONS, SPEND, LEASES, RATES, DEAD_LETTERS, LINKS, IDENTITY, GUARDS, CREDITS, MATCHES)
 
 
 def kafka_topic(prefix: str, name: str) -> str:

@@ -61,7 +61,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
     out = {
         name: app.topic(topics.kafka_topic(prefix, name), key_type=bytes, value_type=bytes)
         for name in (topics.TOUCHES, topics.CONVERSIONS, topics.SPEND, topics.LEASES, topics.RATES, topics.DEAD_LETTERS,
-                     topics.LINKS, topics.IDENTITY, topics.GUARDS, topics.CREDITS)
+                     topics.LINKS, topics.IDENTITY, topics.GUARDS, topics.CREDITS, topics.MATCHES)
     }
 
     # one visitor's session state, keyed like the raw topic (project:anonymous_id), so the table is

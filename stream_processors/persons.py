@@ -121,17 +121,18 @@ class PersonsOut:
     identity: list[dict] = field(default_factory=list)
     guards: list[dict] = field(default_factory=list)
     credits: list[dict] = field(default_factory=list)
+    matches: list[dict] = field(default_factory=list)  # links this stage made (call <-> lease), for audit
 
     def records(self) -> dict[str, list[tuple[bytes, bytes]]]:
         out: dict[str, list[tuple[bytes, bytes]]] = {}
         for name, rows in ((topics.IDENTITY, self.identity), (topics.GUARDS, self.guards),
-                           (topics.CREDITS, self.credits)):
+                           (topics.CREDITS, self.credits), (topics.MATCHES, self.matches)):
             if rows:
                 out[name] = [(r["project"].encode(), orjson.dumps(r)) for r in rows]
         return out
 
     def __bool__(self) -> bool:
-        return bool(self.identity or self.guards or self.credits)
+        return bool(self.identity or self.guards or self.credits or self.matches)
 
 
 @dataclass(frozen=True)
@@ -246,8 +247,7 @@ class ProjectPersons:
             self._save("n", number, index)
             for lease_id, (_anon, start, until) in sorted(index["leases"].items()):
                 if start <= fact["at"] <= until:
-                    self._link(Link(_ident(subject), ("lease", lease_id), "observed",
-                                    f"match:{subject}:{lease_id}", _at(fact["at"])), out)
+                    self._match(subject, lease_id, fact["at"], out)
         if subject:
             self._credit_persons({self.graph.person_of(_ident(subject))}, _ident(subject), out)
         else:
@@ -270,7 +270,7 @@ class ProjectPersons:
         self._save("n", number, index)
         for call, at in sorted(index["calls"].items()):
             if start <= at <= until:
-                self._link(Link(_ident(call), ("lease", lease_id), "observed", f"match:{call}:{lease_id}", _at(at)), out)
+                self._match(call, lease_id, at, out)
         return out
 
     def on_link(self, row: dict) -> PersonsOut:
@@ -281,6 +281,14 @@ class ProjectPersons:
         return out
 
     # ---- identity ----------------------------------------------------------------------------
+
+    def _match(self, call: str, lease_id: str, at_us: int, out: PersonsOut) -> None:
+        """A call matched to a number lease: the link joins them, and goes to identity_links too."""
+        at = _at(at_us)
+        event_id = f"match:{call}:{lease_id}"
+        out.matches.append({"project": self.project, "a": call, "b": f"lease:{lease_id}", "evidence": "observed",
+                            "event_id": event_id, "at": at.isoformat()})
+        self._link(Link(_ident(call), ("lease", lease_id), "observed", event_id, at), out)
 
     def _link(self, link: Link, out: PersonsOut) -> None:
         emitted = self.graph.add(link)
@@ -433,6 +441,7 @@ class Persons:
             out.identity += done.identity
             out.guards += done.guards
             out.credits += done.credits
+            out.matches += done.matches
         self.overlay.end_step()
         return out
 

@@ -2,9 +2,9 @@
 -- phones, emails and chats as keyed hashes) and its person (the mapping row with the highest
 -- version). An identifier not listed is a person of its own. For exports to a CRM or BI tool and
 -- for "why is this one person?" (see identity_links for the evidence). Not limited by date.
-SELECT 0 AS is_total, identifier, argMax(person_id, version) AS person_id, max(version) AS version
+SELECT 0 AS is_total, identifier, argMax(person_id, version) AS person, max(version) AS latest_version
 FROM identity_map
 WHERE project = {project:String}
 GROUP BY identifier
-ORDER BY person_id, identifier
+ORDER BY person, identifier
 LIMIT 1000000

@@ -8,20 +8,21 @@
 WITH
     (SELECT max(refreshed_at) FROM live_channel_daily) AS snapshot,
     live AS (
-        SELECT channel, visits, leads, sales, sales_value, revenue, currency
+        SELECT channel, visits AS visited, leads AS lead_weight, sales AS sale_weight, sales_value AS sold,
+               revenue AS paid, currency
         FROM live_channel_daily
         WHERE refreshed_at = snapshot AND project = {project:String} AND model = {model:String}
           AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
     ),
-    (SELECT countIf(revenue != 0) > 0 FROM live) AS has_payments
+    (SELECT countIf(paid != 0) > 0 FROM live) AS has_payments
 SELECT
     grouping(channel) AS is_total,
     channel,
-    sum(visits) AS visits,
-    toDecimal128(round(sum(leads), 4), 4) AS leads,
-    toDecimal128(round(sum(sales), 4), 4) AS sales,
-    toDecimal128(round(sumIf(if(has_payments, revenue, sales_value), currency IN ({currency:String}, '')), 2), 2) AS revenue,
-    countIf(currency NOT IN ({currency:String}, '') AND (revenue != 0 OR sales_value != 0)) AS unconverted,
+    sum(visited) AS visits,
+    toDecimal128(round(sum(lead_weight), 4), 4) AS leads,
+    toDecimal128(round(sum(sale_weight), 4), 4) AS sales,
+    toDecimal128(round(sumIf(if(has_payments, paid, sold), currency IN ({currency:String}, '')), 2), 2) AS revenue,
+    countIf(currency NOT IN ({currency:String}, '') AND (paid != 0 OR sold != 0)) AS unconverted,
     max(snapshot) AS refreshed_at
 FROM live
 GROUP BY GROUPING SETS ((channel), ())

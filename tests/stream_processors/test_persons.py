@@ -157,6 +157,7 @@ def test_a_call_is_matched_to_the_lease_in_either_order():
         assert persons.project(PROJECT).graph.person_of(("call", "ct:9")) == \
             persons.project(PROJECT).graph.person_of(("anon", "v1"))
         assert persons.project(PROJECT).graph.person_of(("anon", "v0")) == person_id(("anon", "v0"))
+        assert [(m["a"], m["b"]) for m in out[topics.MATCHES]] == [("call:ct:9", "lease:L1")]  # for identity_links
         expected = expected or credits
         assert credits == expected
 
