@@ -1,21 +1,31 @@
 """Ingest benchmark, all numbers from ONE run:
 
-1. Throughput of POST /collect on the real embedded server (`python -m moneytrail serve` as a
-   subprocess: collector + processors + chDB warehouse in one process), for single page events and
-   for 20-event batches: requests/s, events/s, share of non-200 answers, client-side latency.
+1. Throughput of POST /collect on the real server (`python -m moneytrail serve` as a subprocess),
+   for single page events and for 20-event batches: requests/s, events/s, share of non-200
+   answers, client-side latency, requests per CPU-second of the server process. Two servers:
+   - embedded: collector + processors + chDB warehouse in one process (the processors and the
+     sink share the collector's core, so this is the whole product on one process);
+   - kafka: the collector alone in distributed mode (`serve --no-sink`, MONEYTRAIL_BUS=kafka://):
+     per request only parse + validate + produce to Apache Kafka, answered once acknowledged
+     (acks=all, idempotent producer). The issue's targets are about this collector.
 2. The ceiling: bench/raw_asgi.py (bare ASGI: read body, orjson.loads, 200 {"ok":true}) under the
    same uvicorn options, same request bytes, same client. Ratio moneytrail/ceiling.
-3. Load generator: asyncio + uvloop, raw-socket HTTP/1.1 keep-alive client, C connections each
+3. p99 at 70% of capacity: each moneytrail server again, now paced (open loop) at 70% of the
+   requests/s it reached in step 1; latency counts from each request's scheduled send time, so
+   a slow answer that delays the next request is charged to the server (no coordinated omission).
+4. Load generator: asyncio + uvloop, raw-socket HTTP/1.1 keep-alive client, C connections each
    looping until the deadline (1 s warm-up, then S s measured); bounded in requests and time.
    It runs in this process; the servers are subprocesses, so they never share a core's GIL.
-4. Latency from POST to row visible in the warehouse (embedded mode, in this process, own chDB
+5. Latency from POST to row visible in the warehouse (embedded mode, in this process, own chDB
    folder): N events at a steady rate, one poller reading `touches` every 5 ms.
 
-    uv run python bench/ingest.py [--seconds 5] [--connections 32]
+    uv run python bench/ingest.py [--seconds 5] [--connections 32] [--kafka 127.0.0.1:19092]
 
+Kafka phases need a broker (`KAFKA_PORT=19092 bash deploy/local/kafka.sh start`); without one they
+are skipped and the summary says so. Topics get a fresh prefix per run and are deleted after it.
 Optional: --profile-server out.txt|out.html (pyinstrument; `uv run --with pyinstrument ...`) or
-out.prof (cProfile) profiles the moneytrail server subprocess; --phases picks a subset.
-Everything listens on 127.0.0.1 only.
+out.prof (cProfile) profiles the moneytrail server subprocesses (one file per server);
+--phases picks a subset. Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -49,7 +59,8 @@ MAX_REQUESTS = 2_000_000  # hard cap per load phase, whatever the duration
 WARMUP_S = 1.0
 BATCH_SIZE = 20
 PLACEHOLDER = b"@@@@@@@@@@@@"  # 12 bytes, replaced per request by a unique fixed-width id
-ALL_PHASES = ("mt-single", "mt-batch", "raw-single", "raw-batch", "latency")
+ALL_PHASES = ("mt-single", "mt-batch", "kafka-single", "kafka-batch", "raw-single", "raw-batch", "p99", "latency")
+PACED_SHARE = 0.7  # the p99 phase paces at this share of the capacity measured in the same run
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -195,6 +206,7 @@ class LoadResult:
     irq: float = float("nan")  # cores in irq/softirq (loopback TCP), charged to no process
     steal: float = float("nan")  # cores stolen by the hypervisor
     hit_cap: bool = False
+    paced_rps: float = 0.0  # the requested rate of an open-loop phase (0: closed loop, as fast as it answers)
 
     @property
     def rps(self) -> float:
@@ -279,8 +291,65 @@ async def _connection(cid: int, port: int, template: bytes, st: _Shared, w_start
             pass
 
 
+async def _paced_connection(cid: int, port: int, template: bytes, st: _Shared, w_start: float, w_end: float,
+                            cap: int, interval: float, first: float) -> None:
+    """Open loop: one request every `interval` s from `first` on. Latency counts from the scheduled
+    time when the previous answer came too late to send on time (the server's fault), else from
+    the actual send (a late timer wake-up of this client is not the server's fault)."""
+    perf = time.perf_counter
+    try:
+        reader, writer = await asyncio.open_connection(HOST, port)
+    except OSError as exc:
+        st.errors += 1
+        st.sample_bad = st.sample_bad or f"connect: {exc!r}"
+        return
+    n = 0
+    due = first
+    try:
+        while due < w_end and st.total < cap:
+            now = perf()
+            if now < due:
+                await asyncio.sleep(due - now)
+                t0 = perf()
+            else:
+                t0 = due  # behind schedule because the last answer was late
+            writer.write(template.replace(PLACEHOLDER, b"%03d%09d" % (cid, n)))
+            n += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            lower = head.lower()
+            i = lower.find(b"\r\ncontent-length:")
+            if i < 0:
+                raise RuntimeError(f"response without content-length: {head[:200]!r}")
+            j = lower.find(b"\r\n", i + 2)
+            length = int(lower[i + 17:j])
+            body = await reader.readexactly(length) if length else b""
+            t1 = perf()
+            st.total += 1
+            st.statuses[status] = st.statuses.get(status, 0) + 1
+            if status != 200:
+                st.non200_total += 1
+                if not st.sample_bad:
+                    st.sample_bad = f"{status}: {body[:300]!r}"
+            if w_start <= due < w_end:
+                st.window += 1
+                st.lat.append((t1 - t0) * 1000.0)
+                if status != 200:
+                    st.non200_window += 1
+            due += interval
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, RuntimeError, ValueError) as exc:
+        st.errors += 1
+        st.sample_bad = st.sample_bad or f"connection {cid}: {exc!r}"
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
+
+
 async def _load(port: int, template: bytes, seconds: float, conns: int, server_pid: int | None,
-                cap: int) -> tuple[_Shared, dict[str, float]]:
+                cap: int, rate: float | None = None) -> tuple[_Shared, dict[str, float]]:
     perf = time.perf_counter
     start = perf()
     w_start = start + WARMUP_S
@@ -295,7 +364,12 @@ async def _load(port: int, template: bytes, seconds: float, conns: int, server_p
             marks[name] = (perf(), time.process_time(), cpu_seconds_of(server_pid) if server_pid else float("nan"),
                            main_thread_cpu_of(server_pid) if server_pid else float("nan"), busy, irq, steal)
 
-    tasks = [asyncio.create_task(_connection(c, port, template, st, w_start, w_end, cap)) for c in range(conns)]
+    if rate:  # open loop: connections take turns, together `rate` requests/s
+        interval = conns / rate
+        tasks = [asyncio.create_task(_paced_connection(c, port, template, st, w_start, w_end, cap, interval,
+                                                       start + 0.05 + c * interval / conns)) for c in range(conns)]
+    else:
+        tasks = [asyncio.create_task(_connection(c, port, template, st, w_start, w_end, cap)) for c in range(conns)]
     tasks.append(asyncio.create_task(sampler()))
     _done, pending = await asyncio.wait(tasks, timeout=WARMUP_S + seconds + 15)  # hard time bound
     for t in pending:
@@ -314,9 +388,11 @@ async def _load(port: int, template: bytes, seconds: float, conns: int, server_p
 
 
 def run_load(label: str, port: int, template: bytes, events_per_request: int, seconds: float, conns: int,
-             server_pid: int | None) -> LoadResult:
-    log(f"load {label}: {conns} connections, {WARMUP_S:.0f} s warm-up + {seconds:g} s, {len(template)} bytes/request")
-    st, cpu = uvloop.run(_load(port, template, seconds, conns, server_pid, MAX_REQUESTS))
+             server_pid: int | None, rate: float | None = None) -> LoadResult:
+    pacing = f", paced at {rate:,.0f} req/s" if rate else ""
+    log(f"load {label}: {conns} connections, {WARMUP_S:.0f} s warm-up + {seconds:g} s, {len(template)} bytes/request"
+        + pacing)
+    st, cpu = uvloop.run(_load(port, template, seconds, conns, server_pid, MAX_REQUESTS, rate))
     nan = float("nan")
     res = LoadResult(label, events_per_request, seconds=cpu["wall"], requests=st.window, non200=st.non200_window,
                      errors=st.errors, total_requests=st.total, total_non200=st.non200_total,
@@ -324,7 +400,7 @@ def run_load(label: str, port: int, template: bytes, events_per_request: int, se
                      client_cpu=cpu.get("client_cpu", nan), server_cpu=cpu.get("server_cpu", nan),
                      server_loop_cpu=cpu.get("server_loop_cpu", nan), machine_busy=cpu.get("machine_busy", nan),
                      other_cpu=cpu.get("other_cpu", nan), irq=cpu.get("irq", nan), steal=cpu.get("steal", nan),
-                     hit_cap=st.total >= MAX_REQUESTS)
+                     hit_cap=st.total >= MAX_REQUESTS, paced_rps=rate or 0.0)
     log(f"  {res.rps:,.0f} req/s, {res.eps:,.0f} ev/s, non-200 {res.non200_share:.4%}, "
         f"cpu (cores): client {res.client_cpu:.2f}, server {res.server_cpu:.2f} (loop thread {res.server_loop_cpu:.2f}), "
         f"softirq {res.irq:.2f}, other processes {res.other_cpu:.2f}, machine {res.machine_busy:.2f}/{os.cpu_count()}, "
@@ -386,13 +462,14 @@ def create_project(env: dict[str, str]) -> dict[str, Any]:
     return orjson.loads(out.stdout.strip().splitlines()[-1])
 
 
-def serve_argv(profile: str | None) -> list[str]:
+def serve_argv(profile: str | None, extra: list[str]) -> list[str]:
+    cmd = ["-m", "moneytrail", "serve", *extra]
     if not profile:
-        return [sys.executable, "-m", "moneytrail", "serve"]
+        return [sys.executable, *cmd]
     if profile.endswith(".prof"):
-        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "moneytrail", "serve"]
+        return [sys.executable, "-m", "cProfile", "-o", profile, *cmd]
     renderer = "html" if profile.endswith(".html") else "text"
-    return [sys.executable, "-m", "pyinstrument", "-r", renderer, "-o", profile, "-m", "moneytrail", "serve"]
+    return [sys.executable, "-m", "pyinstrument", "-r", renderer, "-o", profile, *cmd]
 
 
 def sanity_post(port: int, template: bytes) -> None:
@@ -411,24 +488,50 @@ def sanity_post(port: int, template: bytes) -> None:
 class Target:
     """A server under load and the request bytes to send it."""
 
-    who: str  # "moneytrail" | "ceiling"
+    who: str  # "embedded" | "kafka" | "ceiling"
     proc: ServerProc
     templates: dict[str, bytes]  # "single" | "batch" -> request bytes
 
 
-def start_moneytrail(tmp: Path, args: argparse.Namespace) -> Target:
+def kafka_reachable(bootstrap: str) -> bool:
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _profile_path(profile: str | None, who: str) -> str | None:
+    if not profile:
+        return None
+    path = Path(profile)
+    return str(path.with_name(f"{path.stem}-{who}{path.suffix}"))
+
+
+def start_moneytrail(tmp: Path, args: argparse.Namespace, who: str, prefix: str = "") -> Target:
+    """who: "embedded" (memory bus, processors and chDB in the process) or "kafka" (the collector
+    alone, producing to Kafka; no sink in the process)."""
     port = free_port()
-    env = clean_env(MONEYTRAIL_DATA_DIR=str(tmp / "serve-data"), MONEYTRAIL_PORT=str(port), MONEYTRAIL_HOST=HOST,
-                    MONEYTRAIL_RATE_LIMIT_IP_RPS="0", MONEYTRAIL_RATE_LIMIT_KEY_EPS="0")  # measure the pipeline, not the abuse guard
+    extra_env = {"MONEYTRAIL_DATA_DIR": str(tmp / f"serve-{who}"), "MONEYTRAIL_PORT": str(port),
+                 "MONEYTRAIL_HOST": HOST, "MONEYTRAIL_RATE_LIMIT_IP_RPS": "0",  # measure the pipeline, not the abuse guard
+                 "MONEYTRAIL_RATE_LIMIT_KEY_EPS": "0"}
+    extra_args: list[str] = []
+    if who == "kafka":
+        extra_env.update(MONEYTRAIL_BUS=f"kafka://{args.kafka}", MONEYTRAIL_TOPIC_PREFIX=prefix,
+                         MONEYTRAIL_PII_KEY="bench-ingest-pii-key-0123456789abcdef")
+        extra_args = ["--no-sink"]
+    env = clean_env(**extra_env)
     t = time.perf_counter()
     creds = create_project(env)
-    log(f"project {creds['project']} created in {time.perf_counter() - t:.1f} s")
+    log(f"{who}: project {creds['project']} created in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
-    proc = ServerProc("moneytrail serve", serve_argv(args.profile_server), env, tmp / "serve.log")
-    target = Target("moneytrail", proc, {"single": request_template(port, single_body(), creds["write_key"]),
-                                         "batch": request_template(port, batch_body(), creds["write_key"])})
+    proc = ServerProc(f"moneytrail serve ({who})", serve_argv(_profile_path(args.profile_server, who), extra_args),
+                      env, tmp / f"serve-{who}.log")
+    target = Target(who, proc, {"single": request_template(port, single_body(), creds["write_key"]),
+                                "batch": request_template(port, batch_body(), creds["write_key"])})
     proc.wait_ready(f"http://{HOST}:{port}/readyz")
-    log(f"moneytrail serve ready in {time.perf_counter() - t:.1f} s (pid {proc.p.pid}, port {port})")
+    log(f"moneytrail serve ({who}) ready in {time.perf_counter() - t:.1f} s (pid {proc.p.pid}, port {port})")
     for template in target.templates.values():
         sanity_post(port, template)
     proc.port = port
@@ -462,34 +565,74 @@ def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
         time.sleep(0.5)
 
 
-def throughput(tmp: Path, args: argparse.Namespace, phases: set[str]) -> tuple[dict[str, LoadResult], dict[str, LoadResult]]:
-    """Both servers up side by side (an idle one costs ~nothing); each moneytrail phase is followed
-    at once by its ceiling phase, so a pair sees the same machine."""
-    results: dict[str, dict[str, LoadResult]] = {"moneytrail": {}, "ceiling": {}}
+PHASE_OF = {"embedded": "mt", "kafka": "kafka", "ceiling": "raw"}
+Results = dict[str, dict[str, LoadResult]]  # target -> kind ("single" | "batch") -> result
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefix + ".")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+def throughput(tmp: Path, args: argparse.Namespace, phases: set[str]) -> tuple[Results, Results]:
+    """All servers up side by side (an idle one costs ~nothing); for each kind, each server's phase
+    follows the other's at once, so a pair sees the same machine. Then the paced p99 phases."""
+    closed: Results = {}
+    paced: Results = {}
     targets: list[Target] = []
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
     try:
         if phases & {"mt-single", "mt-batch"}:
-            targets.append(start_moneytrail(tmp, args))
+            targets.append(start_moneytrail(tmp, args, "embedded"))
+        if phases & {"kafka-single", "kafka-batch"}:
+            targets.append(start_moneytrail(tmp, args, "kafka", prefix))
         if phases & {"raw-single", "raw-batch"}:
             targets.append(start_ceiling(tmp))
         for kind in ("single", "batch"):
             for target in targets:
-                if f"{'mt' if target.who == 'moneytrail' else 'raw'}-{kind}" not in phases:
+                if f"{PHASE_OF[target.who]}-{kind}" not in phases:
                     continue
                 if args.wait_quiet > 0:
                     wait_quiet(args.wait_quiet)
                 events = 1 if kind == "single" else BATCH_SIZE
                 label = f"{target.who} {'single' if kind == 'single' else f'batch{BATCH_SIZE}'}"
-                results[target.who][kind] = run_load(label, target.proc.port, target.templates[kind], events,
-                                                     args.seconds, args.connections, target.proc.p.pid)
+                closed.setdefault(target.who, {})[kind] = run_load(
+                    label, target.proc.port, target.templates[kind], events, args.seconds, args.connections,
+                    target.proc.p.pid)
+        if "p99" in phases:
+            for kind in ("single", "batch"):
+                for target in targets:
+                    capacity = closed.get(target.who, {}).get(kind)
+                    if target.who == "ceiling" or capacity is None or capacity.rps <= 0:
+                        continue
+                    if args.wait_quiet > 0:
+                        wait_quiet(args.wait_quiet)
+                    events = 1 if kind == "single" else BATCH_SIZE
+                    label = f"{target.who} {'single' if kind == 'single' else f'batch{BATCH_SIZE}'} paced"
+                    paced.setdefault(target.who, {})[kind] = run_load(
+                        label, target.proc.port, target.templates[kind], events, args.seconds, args.connections,
+                        target.proc.p.pid, rate=capacity.rps * PACED_SHARE)
     finally:
         for target in targets:
             t = time.perf_counter()
             code = target.proc.stop()
             log(f"{target.proc.name} stopped (exit {code}) in {time.perf_counter() - t:.1f} s")
-            if target.who == "moneytrail" and code not in (0, None):
+            if target.who != "ceiling" and code not in (0, None):
                 log(f"serve log tail:\n{target.proc.output()[-2000:]}")
-    return results["moneytrail"], results["ceiling"]
+        if any(t.who == "kafka" for t in targets):
+            try:
+                asyncio.run(asyncio.wait_for(delete_topics(args.kafka, prefix), 30))
+            except Exception as exc:  # noqa: BLE001 - leftovers in a test broker are harmless
+                log(f"could not delete the bench topics {prefix}.*: {exc!r}")
+    return closed, paced
 
 
 # ------------------------------------------------------------------------------- latency phase
@@ -521,7 +664,7 @@ def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_eve
     server = root.build_server(settings)
     _project, creds = server.projects.create("Latency")
     config = uvicorn.Config(server.app, host=HOST, port=port, log_level="warning", timeout_graceful_shutdown=10,
-                            loop="uvloop", http="httptools")
+                            loop="uvloop", http="httptools", access_log=False)
     userver = uvicorn.Server(config)
     thread = threading.Thread(target=userver.run, name="uvicorn", daemon=True)
     thread.start()
@@ -613,58 +756,117 @@ def _fmt(x: float) -> str:
     return "-" if math.isnan(x) else f"{x:,.0f}"
 
 
-def summary(facts: dict[str, Any], args: argparse.Namespace, mt: dict[str, LoadResult], raw: dict[str, LoadResult],
-            lat: LatencyResult | None, elapsed: float, background: float) -> str:
-    out = ["", "=" * 100,
+SINGLE_RATIO_TARGET = 0.6  # issue 3: single events >= 0.6x the ceiling measured in the same run
+BATCH_EPS_TARGET = 50_000  # 20-event batches >= 50 000 events/s on one core
+P99_TARGET_MS = 20.0  # p99 <= 20 ms at 70% of capacity with the durable acknowledgement on
+KIND_NAME = {"single": "single", "batch": f"batch{BATCH_SIZE}"}
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def summary(facts: dict[str, Any], args: argparse.Namespace, closed: Results, paced: Results,
+            lat: LatencyResult | None, elapsed: float, background: float, notes: list[str]) -> str:
+    out = ["", "=" * 110,
            f"machine: nproc={facts['nproc']} (usable {facts['usable_cpus']}), {facts['cpu_model']}, "
            f"Python {facts['python']} ({facts['implementation']}), kernel {facts['kernel']}; "
            f"busy before start: {background:.2f} cores",
            f"stack: uvicorn {facts['uvicorn']}, uvloop {facts['uvloop']}, httptools {facts['httptools']}, "
            f"orjson {facts['orjson']}; client: asyncio+uvloop raw sockets in the bench process",
+           "servers: embedded = collector + processors + chDB sink in one process (memory bus); kafka = the collector "
+           f"alone, acks=all idempotent producer to Kafka at {args.kafka}; ceiling = bench/raw_asgi.py",
            "",
-           f"ingest (embedded, 1 uvicorn process, C={args.connections} connections, "
-           f"{WARMUP_S:.0f} s warm-up + {args.seconds:g} s measured)"]
-    header = (f"{'':8} {'server':10} {'req/s':>9} {'ev/s':>9} {'non-200':>8} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'req/cpu-s':>9} | {'ceiling req/s':>13} | {'ratio':>5} | {'cpu-ratio':>9}")
+           f"ingest, closed loop (C={args.connections} connections, {WARMUP_S:.0f} s warm-up + {args.seconds:g} s measured)"]
+    header = (f"{'':8} {'server':9} {'req/s':>9} {'ev/s':>9} {'non-200':>8} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'req/cpu-s':>9} {'ev/cpu-s':>9} | {'ratio':>5} | {'cpu-ratio':>9}")
     out.append(header)
     out.append("-" * len(header))
-    both = [("single" if k == "single" else f"batch{BATCH_SIZE}", k) for k in ("single", "batch")]
-    for name, kind in both:
-        m, r = mt.get(kind), raw.get(kind)
-        for who, res in (("moneytrail", m), ("ceiling", r)):
+    ceiling = closed.get("ceiling", {})
+    for kind in ("single", "batch"):
+        for who in ("embedded", "kafka", "ceiling"):
+            res = closed.get(who, {}).get(kind)
             if res is None:
                 continue
-            pair = who == "moneytrail" and m is not None and r is not None and r.rps > 0
-            ceiling = _fmt(r.rps) if pair else ""
-            ratio = f"{m.rps / r.rps:.2f}" if pair else ""
-            cpu_ratio = f"{m.per_cpu / r.per_cpu:.2f}" if pair and r.per_cpu > 0 else ""
-            out.append(f"{name:8} {who:10} {_fmt(res.rps):>9} {_fmt(res.eps):>9} {res.non200_share:>8.2%} "
+            r = ceiling.get(kind)
+            pair = who != "ceiling" and r is not None and r.rps > 0
+            ratio = f"{res.rps / r.rps:.2f}" if pair else ""
+            cpu_ratio = f"{res.per_cpu / r.per_cpu:.2f}" if pair and r.per_cpu > 0 else ""
+            out.append(f"{KIND_NAME[kind]:8} {who:9} {_fmt(res.rps):>9} {_fmt(res.eps):>9} {res.non200_share:>8.2%} "
                        f"{percentile(res.latencies_ms, 0.5):>7.2f} {percentile(res.latencies_ms, 0.99):>7.2f} "
-                       f"{_fmt(res.per_cpu):>9} | {ceiling:>13} | {ratio:>5} | {cpu_ratio:>9}")
-    out.append("p50/p99: client-side latency per request under this load. req/cpu-s: requests per CPU-second of the "
-               "server process;")
-    out.append("  it barely moves when other work shares the machine, so cpu-ratio (moneytrail/ceiling on req/cpu-s) "
-               "is the steadier ratio.")
+                       f"{_fmt(res.per_cpu):>9} {_fmt(res.per_cpu * res.events_per_request):>9} | {ratio:>5} | "
+                       f"{cpu_ratio:>9}")
+    out.append("ratio: moneytrail req/s / ceiling req/s. req/cpu-s: requests per CPU-second of the server process; it "
+               "barely moves when other")
+    out.append("  work shares the machine, so cpu-ratio (moneytrail/ceiling on req/cpu-s) is the steadier ratio. "
+               "ev/cpu-s = events per server core.")
+    if paced:
+        out.append("")
+        out.append(f"open loop at {PACED_SHARE:.0%} of the capacity measured above (latency from the scheduled send "
+                   f"time, C={args.connections})")
+        ph = (f"{'':8} {'server':9} {'asked req/s':>11} {'got req/s':>9} {'ev/s':>9} {'non-200':>8} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7} {'server cpu':>10}")
+        out.append(ph)
+        out.append("-" * len(ph))
+        for kind in ("single", "batch"):
+            for who in ("embedded", "kafka"):
+                res = paced.get(who, {}).get(kind)
+                if res is None:
+                    continue
+                v = res.latencies_ms
+                out.append(f"{KIND_NAME[kind]:8} {who:9} {_fmt(res.paced_rps):>11} {_fmt(res.rps):>9} {_fmt(res.eps):>9} "
+                           f"{res.non200_share:>8.2%} {percentile(v, 0.5):>7.2f} {percentile(v, 0.99):>7.2f} "
+                           f"{percentile(v, 0.999):>8.2f} {(max(v) if v else float('nan')):>7.2f} {res.server_cpu:>10.2f}")
     out.append("")
     cpu_header = (f"{'CPU in cores during the window':34} {'server':>6} {'(loop)':>6} {'client':>6} {'softirq':>7} "
                   f"{'others':>6} {'machine':>7}")
     out.append(cpu_header)
-    for name, kind in both:
-        for who, res in (("moneytrail", mt.get(kind)), ("ceiling", raw.get(kind))):
-            if res is not None:
-                out.append(f"{name + ' ' + who:34} {res.server_cpu:>6.2f} {res.server_loop_cpu:>6.2f} "
-                           f"{res.client_cpu:>6.2f} {res.irq:>7.2f} {max(0.0, res.other_cpu):>6.2f} {res.machine_busy:>7.2f}")
-    out.append(f"(loop = the server's event-loop thread; others = other processes on this {facts['nproc']}-core machine)")
+    everything = [(f"{KIND_NAME[k]} {who}{' paced' if p else ''}", res) for p, group in ((False, closed), (True, paced))
+                  for who, by_kind in group.items() for k, res in by_kind.items()]
+    for name, res in everything:
+        out.append(f"{name:34} {res.server_cpu:>6.2f} {res.server_loop_cpu:>6.2f} {res.client_cpu:>6.2f} {res.irq:>7.2f} "
+                   f"{max(0.0, res.other_cpu):>6.2f} {res.machine_busy:>7.2f}")
+    out.append(f"(loop = the server's event-loop thread; others = other processes on this {facts['nproc']}-core machine, "
+               "the Kafka broker among them)")
+
+    # the issue's three targets, for the collector alone (kafka) and, for reference, embedded
+    out.append("")
+    out.append("issue 3 targets (bench/ingest, extended):")
+    for who in ("kafka", "embedded"):
+        c = closed.get(who, {})
+        p = paced.get(who, {})
+        parts = []
+        if "single" in c and "single" in ceiling and ceiling["single"].rps > 0:
+            ratio = c["single"].rps / ceiling["single"].rps
+            cpu_ratio = c["single"].per_cpu / ceiling["single"].per_cpu if ceiling["single"].per_cpu > 0 else float("nan")
+            parts.append(f"single {ratio:.2f}x ceiling (cpu-ratio {cpu_ratio:.2f}; target {SINGLE_RATIO_TARGET}x: "
+                         f"{_verdict(ratio >= SINGLE_RATIO_TARGET)})")
+        if "batch" in c:
+            per_core = c["batch"].per_cpu * BATCH_SIZE
+            parts.append(f"batch20 {_fmt(c['batch'].eps)} ev/s, {_fmt(per_core)} ev per server cpu-s (target "
+                         f"{BATCH_EPS_TARGET:,}: {_verdict(min(c['batch'].eps, per_core) >= BATCH_EPS_TARGET)})")
+        for kind in ("single", "batch"):
+            if kind in p:
+                p99 = percentile(p[kind].latencies_ms, 0.99)
+                ok = p99 <= P99_TARGET_MS and p[kind].non200_share == 0
+                parts.append(f"p99 {KIND_NAME[kind]} at {PACED_SHARE:.0%} {p99:.1f} ms ({_verdict(ok)})")
+        if parts:
+            label = "kafka (the collector, durable ack)" if who == "kafka" else "embedded (whole product, 1 process)"
+            out.append(f"  {label}: " + "; ".join(parts))
+
+    results = [res for group in (closed, paced) for by_kind in group.values() for res in by_kind.values()]
     problems = [f"{res.label}: {res.total_non200} non-200 and {res.errors} errors over the whole run "
                 f"(statuses {res.statuses}; first: {res.sample_bad})"
-                for res in [*mt.values(), *raw.values()] if res.total_non200 or res.errors]
-    capped = [res.label for res in [*mt.values(), *raw.values()] if res.hit_cap]
-    noisy = [f"{res.label} ({res.other_cpu:.2f})" for res in [*mt.values(), *raw.values()] if res.other_cpu > 0.15]
+                for res in results if res.total_non200 or res.errors]
+    capped = [res.label for res in results if res.hit_cap]
+    noisy = [f"{res.label} ({res.other_cpu:.2f})" for res in results if res.other_cpu > 0.15]
     if noisy:
-        out.append(f"!! other processes used > 0.15 core during: {', '.join(noisy)} -- those numbers are low")
+        out.append(f"!! other processes used > 0.15 core during: {', '.join(noisy)} -- those req/s are low "
+                   "(the Kafka broker counts here in kafka phases)")
     if background > 0.15:
         out.append(f"!! the machine was already {background:.2f} cores busy before the bench started")
     out.extend(f"!! {p}" for p in problems)
+    out.extend(f"!! {n}" for n in notes)
     if capped:
         out.append(f"!! hit the hard cap of {MAX_REQUESTS:,} requests: {', '.join(capped)}")
     if lat is not None:
@@ -682,19 +884,22 @@ def summary(facts: dict[str, Any], args: argparse.Namespace, mt: dict[str, LoadR
                    f"{lat.polls} polls, poll query p50 {percentile(lat.poll_query_ms, 0.5):.2f} ms")
     out.append("")
     out.append(f"total bench time {elapsed:.1f} s")
-    out.append("=" * 100)
+    out.append("=" * 110)
     return "\n".join(out)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="moneytrail ingest benchmark (throughput, ceiling, POST->row latency)")
+    parser = argparse.ArgumentParser(description="moneytrail ingest benchmark (throughput, ceiling, p99, POST->row latency)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load phase (after 1 s warm-up)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    parser.add_argument("--kafka", default=f"{HOST}:{os.environ.get('MONEYTRAIL_TEST_KAFKA_PORT', '19092')}",
+                        help="Kafka bootstrap for the kafka phases (127.0.0.1 only)")
     parser.add_argument("--latency-events", type=int, default=200)
     parser.add_argument("--latency-rate", type=float, default=20.0, help="events per second in the latency phase")
     parser.add_argument("--phases", default=",".join(ALL_PHASES), help=f"comma list of {', '.join(ALL_PHASES)}")
     parser.add_argument("--profile-server", default=None, metavar="OUT",
-                        help="profile the moneytrail server: OUT.prof (cProfile) or OUT.txt/.html (pyinstrument)")
+                        help="profile the moneytrail servers: OUT.prof (cProfile) or OUT.txt/.html (pyinstrument); "
+                             "one file per server, OUT-embedded.prof, OUT-kafka.prof")
     parser.add_argument("--wait-quiet", type=float, default=8.0, metavar="S",
                         help="before each load phase wait up to S s for the machine to be idle (0: never wait)")
     parser.add_argument("--json-out", default=None, metavar="PATH", help="also write the numbers as JSON")
@@ -703,9 +908,17 @@ def main() -> int:
             and 0 < args.latency_rate <= 1000 and 0 <= args.wait_quiet <= 60):
         parser.error("out of range: 0<seconds<=120, 1<=connections<=1024, 1<=latency-events<=10000, 0<rate<=1000, "
                      "0<=wait-quiet<=60")
+    if not args.kafka.startswith(f"{HOST}:"):
+        parser.error(f"--kafka must be on {HOST}")
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     if phases - set(ALL_PHASES):
         parser.error(f"unknown phases {phases - set(ALL_PHASES)}")
+    notes: list[str] = []
+    if phases & {"kafka-single", "kafka-batch"} and not kafka_reachable(args.kafka):
+        phases -= {"kafka-single", "kafka-batch"}
+        notes.append(f"no Kafka at {args.kafka}: kafka phases skipped (start one: KAFKA_PORT={args.kafka.split(':')[1]} "
+                     "bash deploy/local/kafka.sh start)")
+        log(notes[-1])
     if args.profile_server:
         args.profile_server = str(Path(args.profile_server).resolve())
 
@@ -718,34 +931,37 @@ def main() -> int:
     background = (machine_cpu()[0] - busy0) / 0.5  # other work on the machine before we start
     log(f"machine busy before start: {background:.2f} of {os.cpu_count()} cores")
     tmp = Path(tempfile.mkdtemp(prefix="moneytrail-bench-"))
-    mt: dict[str, LoadResult] = {}
-    raw: dict[str, LoadResult] = {}
+    closed: Results = {}
+    paced: Results = {}
     lat: LatencyResult | None = None
     try:
-        if phases - {"latency"}:
-            mt, raw = throughput(tmp, args, phases)
+        if phases - {"latency", "p99"}:
+            closed, paced = throughput(tmp, args, phases)
         if "latency" in phases:
             lat = latency_phase(tmp, args.latency_events, args.latency_rate)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(summary(facts, args, mt, raw, lat, time.perf_counter() - started, background), flush=True)
+    print(summary(facts, args, closed, paced, lat, time.perf_counter() - started, background, notes), flush=True)
     if args.json_out:
         def res_json(r: LoadResult) -> dict[str, Any]:
             return {"rps": r.rps, "eps": r.eps, "non200_share": r.non200_share, "requests": r.requests,
-                    "seconds": r.seconds, "errors": r.errors, "total_non200": r.total_non200,
-                    "p50_ms": percentile(r.latencies_ms, 0.5), "p99_ms": percentile(r.latencies_ms, 0.99), "req_per_cpu_s": r.per_cpu,
+                    "seconds": r.seconds, "errors": r.errors, "total_non200": r.total_non200, "paced_rps": r.paced_rps,
+                    "p50_ms": percentile(r.latencies_ms, 0.5), "p99_ms": percentile(r.latencies_ms, 0.99),
+                    "p999_ms": percentile(r.latencies_ms, 0.999), "req_per_cpu_s": r.per_cpu,
                     "server_cpu": r.server_cpu, "server_loop_cpu": r.server_loop_cpu, "client_cpu": r.client_cpu,
                     "irq": r.irq, "other_cpu": r.other_cpu, "steal": r.steal}
-        data: dict[str, Any] = {"machine": facts, "background_cores": background, "connections": args.connections, "seconds": args.seconds,
-                                "moneytrail": {k: res_json(v) for k, v in mt.items()},
-                                "ceiling": {k: res_json(v) for k, v in raw.items()}}
+        data: dict[str, Any] = {"machine": facts, "background_cores": background, "connections": args.connections,
+                                "seconds": args.seconds, "notes": notes,
+                                "closed": {w: {k: res_json(v) for k, v in by.items()} for w, by in closed.items()},
+                                "paced": {w: {k: res_json(v) for k, v in by.items()} for w, by in paced.items()}}
         if lat is not None:
             data["latency_ms"] = {q: percentile(lat.visible_ms, p) for q, p in
                                   (("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0))}
             data["latency_ms"].update(timeouts=lat.timeouts, sink_batch_seconds=lat.sink_batch_seconds,
                                       sink_batch_rows=lat.sink_batch_rows)
         Path(args.json_out).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-    bad = any(r.total_non200 or r.errors for r in [*mt.values(), *raw.values()]) or (lat is not None and lat.timeouts)
+    results = [r for group in (closed, paced) for by in group.values() for r in by.values()]
+    bad = any(r.total_non200 or r.errors for r in results) or (lat is not None and lat.timeouts)
     return 1 if bad else 0
 
 

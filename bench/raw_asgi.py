@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     # The same uvicorn options as `moneytrail serve` (moneytrail/cli.py).
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10,
-                loop="uvloop", http="httptools")
+                loop="uvloop", http="httptools", access_log=False)
 
 
 if __name__ == "__main__":

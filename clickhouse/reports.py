@@ -65,6 +65,12 @@ class ReportRequest:
     lookback_days: int = 90
     group_by: str = "channel"  # channel | source | campaign (channels, campaigns' top level, models)
     margin: Decimal | None = None  # gross margin 0..1: the channel report's ROMI
+    # paths / datadriven: which conversions end a path, repeats folded, Markov order, bootstrap
+    kind: str = "sale"
+    collapse: bool = False
+    order: int = 1
+    resamples: int = 100
+    seed: int = 0
 
 
 def _bounds(req: ReportRequest) -> dict[str, Any]:
@@ -91,7 +97,8 @@ def credits(wh: Warehouse, req: ReportRequest, models: tuple[str, ...] = QUERY_T
 
 def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
     if req.name in ("paths", "datadriven"):
-        return path_report(wh, req)
+        return path_report(wh, req, kind=req.kind, collapse=req.collapse, order=req.order, resamples=req.resamples,
+                           seed=req.seed)
     rows, total = [], {}
     for row in wh.rows(_sql(req.name), _bounds(req)):
         if "key" in row:  # the grouping column, named after what it groups by

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import functools
+import gc
 import io
 import logging
 import hashlib
@@ -14,21 +16,21 @@ import time
 from pathlib import Path
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import orjson
 from fastapi import FastAPI, Query
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from schemas import topics
 from schemas.project import Project, key_hash
 from schemas.reasons import RejectReason
 
-from .bodies import BadEncoding, TooLarge, read_body
-from .calltracking import Lease, Pool, PoolConfig, lease_envelope
+from .bodies import BadEncoding, TooLarge, read_asgi_body, read_body
+from .calltracking import Lease, Pool, PoolConfig, lease_envelope, static_numbers, with_static_campaign
 from .calltracking import answer as lease_answer
 from .cors import cors_headers, origin_allowed, preflight
 from .spend import parse_rates, parse_spend, rows_of_body
@@ -56,8 +58,50 @@ def _refuse(metrics: CollectorMetrics, route: str, status: int, reason: RejectRe
     return _json({"ok": False, "reason": reason.value, "detail": detail}, status, headers)
 
 
-def _header_write_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+class Hot:
+    """What the hot ingest path reads of a request: lower-cased headers (the first of repeated
+    ones, as Starlette's Headers.get), the peer address, the ASGI receive channel. Built straight
+    from the ASGI scope; Starlette's Request costs more than the rest of a small request."""
+
+    __slots__ = ("headers", "peer", "receive")
+
+    def __init__(self, scope: dict, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
+        client = scope.get("client")
+        self.peer: str | None = client[0] if client else None
+        self.receive = receive
+
+
+class Reply:
+    """A hot route's answer: JSON bytes, status, extra headers."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.body = body
+        self.status = status
+        self.headers = headers or {}
+
+    def response(self) -> Response:
+        return Response(self.body, status_code=self.status, media_type="application/json", headers=self.headers)
+
+    def asgi_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        out = [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())]
+        out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        if origin and all(k != b"access-control-allow-origin" for k, _ in out):
+            # let the page read refusals too (the tracker drops a 4xx batch instead of retrying
+            # it); what was refused was refused server-side, nothing is stored either way
+            out.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            out.append((b"vary", b"Origin"))
+        return out
+
+
+def _reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(orjson.dumps(data), status, headers)
+
+
+def _header_write_key(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
     if auth[:6].lower() == "basic ":
         try:
             user = base64.b64decode(auth[6:].strip()).decode().split(":", 1)[0]
@@ -65,7 +109,7 @@ def _header_write_key(request: Request) -> str | None:
             user = ""
         if user:
             return user
-    return request.headers.get("x-write-key") or None
+    return headers.get("x-write-key") or None
 
 
 def _body_write_key(data: Any) -> str | None:
@@ -78,12 +122,16 @@ def _body_write_key(data: Any) -> str | None:
 
 
 def client_ip(request: Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str | None:
+    return client_ip_of(request.client.host if request.client else None, request.headers, trusted)
+
+
+def client_ip_of(peer: str | None, headers: Mapping[str, str],
+                 trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str | None:
     """The caller's address: the socket peer, or, when the peer is a trusted proxy, the last
     X-Forwarded-For hop that is not a trusted proxy (the first ones can be forged by the client)."""
-    peer = request.client.host if request.client else None
     if not peer or not trusted or not _in(peer, trusted):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
     for hop in reversed(hops):
         if not _in(hop, trusted):
             return hop
@@ -144,6 +192,11 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if on_start:
             await on_start()
+        # What exists now lives as long as the process: freezing it keeps the cyclic collector
+        # from re-scanning it on every full collection while requests churn.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
         state["ready"] = True
         try:
             yield
@@ -160,75 +213,97 @@ def create_app(
         detail = "unknown write key" if key else "no write key: send it as HTTP Basic user, X-Write-Key or write_key"
         return _refuse(metrics, route, 401, RejectReason.unknown_key, detail, {"WWW-Authenticate": 'Basic realm="moneytrail"'})
 
-    async def ingest(request: Request, route: str, forced_type: str | None = None) -> Response:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    # The hot path counts with cached label children: labels() costs a lock and a lookup per call.
+    rejected_children: dict[tuple[str, str], Any] = {}
+    accepted_children: dict[str, Any] = {}
+
+    def _count_refused(route: str, reason: str, n: int = 1) -> None:
+        child = rejected_children.get((route, reason))
+        if child is None:
+            child = rejected_children[(route, reason)] = metrics.rejected.labels(route, reason)
+        child.inc(n)
+
+    def _hot_refuse(route: str, status: int, reason: RejectReason, detail: str,
+                    headers: dict[str, str] | None = None) -> Reply:
+        _count_refused(route, reason.value)
+        return _reply({"ok": False, "reason": reason.value, "detail": detail}, status, headers)
+
+    def _hot_unknown_key(route: str, key: str | None) -> Reply:
+        detail = "unknown write key" if key else "no write key: send it as HTTP Basic user, X-Write-Key or write_key"
+        return _hot_refuse(route, 401, RejectReason.unknown_key, detail, {"WWW-Authenticate": 'Basic realm="moneytrail"'})
+
+    def _hot_limited(route: str, wait: float, who: str) -> Reply:
+        return _hot_refuse(route, 429, RejectReason.rate_limited, f"too many requests from this {who}; retry later",
+                           {"Retry-After": str(max(1, int(wait + 0.999)))})
+
+    async def ingest(req: Hot, route: str, forced_type: str | None = None) -> Reply:
+        headers = req.headers
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in _JSON_TYPES:
-            return _refuse(metrics, route, 415, RejectReason.unsupported_media_type,
-                           f"send application/json or text/plain, not {ctype}")
-        ip = client_ip(request, trusted)
+            return _hot_refuse(route, 415, RejectReason.unsupported_media_type,
+                               f"send application/json or text/plain, not {ctype}")
+        ip = client_ip_of(req.peer, headers, trusted)
         if (wait := per_ip.take(ip or "?")) > 0:
-            return _limited(route, wait, "address")
+            return _hot_limited(route, wait, "address")
         # A key in a header is checked before the body is read: strangers learn nothing more.
-        key = _header_write_key(request)
+        key = _header_write_key(headers)
         project = await projects.by_write_key(key) if key else None
         if key and project is None:
-            return _unknown_key(route, key)
-        body = await _body(request, route)
-        if isinstance(body, Response):
-            return body
+            return _hot_unknown_key(route, key)
+        try:
+            body = await read_asgi_body(req.receive, headers, config.max_request_bytes)
+        except TooLarge:
+            return _hot_refuse(route, 413, RejectReason.too_large, f"request body over {config.max_request_bytes} bytes")
+        except BadEncoding as exc:
+            return _hot_refuse(route, 400, RejectReason.bad_encoding, str(exc))
         data = decode_body(body)
-        if isinstance(data, Refusal):
-            return _refuse(metrics, route, 400, data.reason, data.detail)
+        if type(data) is Refusal:
+            return _hot_refuse(route, 400, data.reason, data.detail)
         if project is None:
             key = _body_write_key(data)
             project = await projects.by_write_key(key) if key else None
             if project is None:
-                return _unknown_key(route, key)
-        origin = request.headers.get("origin")
+                return _hot_unknown_key(route, key)
+        origin = headers.get("origin")
         if origin and not origin_allowed(origin, project.origins):
-            return _refuse(metrics, route, 403, RejectReason.origin_not_allowed,
-                           f"origin {origin} is not allowed for this project", {"Vary": "Origin"})
+            return _hot_refuse(route, 403, RejectReason.origin_not_allowed,
+                               f"origin {origin} is not allowed for this project", {"Vary": "Origin"})
         cors = cors_headers(origin)
         messages = messages_of(data, config.max_batch_events)
-        if isinstance(messages, Refusal):
+        if type(messages) is Refusal:
             status = 413 if messages.reason is RejectReason.too_large else 400
-            return _refuse(metrics, route, status, messages.reason, messages.detail, cors)
+            return _hot_refuse(route, status, messages.reason, messages.detail, cors)
         if (wait := per_key.take(project.project_id, len(messages))) > 0:
-            return _limited(route, wait, "project")
-        parsed = parse(messages, project.project_id, ip, request.headers.get("user-agent"), rules, len(body), forced_type)
+            return _hot_limited(route, wait, "project")
+        parsed = parse(messages, project.project_id, ip, headers.get("user-agent"), rules, len(body), forced_type)
         for refusal in parsed.refused:
-            metrics.rejected.labels(route, refusal.reason.value).inc()
-        if not parsed.envelopes:
+            _count_refused(route, refusal.reason.value)
+        records = parsed.records
+        if not records:
             first = parsed.refused[0] if parsed.refused else Refusal(RejectReason.schema_violation, "empty batch")
             status = 413 if first.reason is RejectReason.too_large else 400
-            return _json({"ok": False, "reason": first.reason.value, "detail": first.detail,
-                          "rejected": [r.as_json() for r in parsed.refused]}, status, cors)
+            return _reply({"ok": False, "reason": first.reason.value, "detail": first.detail,
+                           "rejected": [r.as_json() for r in parsed.refused]}, status, cors)
         started = time.perf_counter()
         try:
-            await publish(topics.RAW, [(e.key, e.to_bytes()) for e in parsed.envelopes])
+            await publish(topics.RAW, records)
         except Exception as exc:  # not durable: the client must retry, and nothing was acknowledged
             log.warning("publish failed: %s", exc)
-            metrics.rejected.labels(route, "unavailable").inc(len(parsed.envelopes))
-            return _json({"ok": False, "reason": "unavailable", "detail": "events could not be stored; retry later"},
-                         503, {"Retry-After": "5", **cors})
+            _count_refused(route, "unavailable", len(records))
+            return _reply({"ok": False, "reason": "unavailable", "detail": "events could not be stored; retry later"},
+                          503, {"Retry-After": "5", **cors})
         metrics.publish_seconds.observe(time.perf_counter() - started)
-        metrics.accepted.labels(route).inc(len(parsed.envelopes))
-        out: dict[str, Any] = {"ok": True, "accepted": len(parsed.envelopes)}
+        accepted = accepted_children.get(route)
+        if accepted is None:
+            accepted = accepted_children[route] = metrics.accepted.labels(route)
+        accepted.inc(len(records))
+        out: dict[str, Any] = {"ok": True, "accepted": len(records)}
         if parsed.refused:
             out["rejected"] = [r.as_json() for r in parsed.refused]
-        return _json(out, 200, cors)
+        return _reply(out, 200, cors)
 
-    async def collect(request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return preflight(request.headers.get("origin"))
-        return await ingest(request, "collect")
-
-    def segment_route(forced: str | None) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            if request.method == "OPTIONS":
-                return preflight(request.headers.get("origin"))
-            return await ingest(request, f"v1_{forced or 'batch'}", forced)
-        return endpoint
+    def hot_route(route: str, forced: str | None = None) -> Callable[[Hot], Awaitable[Reply]]:
+        return functools.partial(ingest, route=route, forced_type=forced)  # no wrapper coroutine per request
 
     async def webhook(request: Request) -> Response:
         vendor = request.path_params["vendor"]
@@ -256,11 +331,12 @@ def create_app(
         if isinstance(result, Refused):
             return _refuse(metrics, route, result.status, result.reason, result.detail)
         envelopes = []
+        static = static_numbers(project.vendor_config.get("calltracking", {}).get("static") or {}, config.default_region)
         for draft in result.drafts:
             env = envelope_of_draft(draft, project.project_id, received_at, rules)
             if isinstance(env, Refusal):
                 return _refuse(metrics, route, 400, env.reason, env.detail)
-            envelopes.append(env)
+            envelopes.append(with_static_campaign(env, static if isinstance(static, dict) else {}))
         if envelopes:
             try:
                 await publish(topics.RAW, [(e.key, e.to_bytes()) for e in envelopes])
@@ -278,7 +354,7 @@ def create_app(
         """POST /api/spend and /api/rates: CSV or JSON rows (write key), all or nothing."""
 
         async def endpoint(request: Request) -> Response:
-            key = _header_write_key(request)
+            key = _header_write_key(request.headers)
             project = await projects.by_write_key(key) if key else None
             if project is None:
                 return _unknown_key(route, key)
@@ -386,7 +462,7 @@ def create_app(
         data = decode_body(body)
         if isinstance(data, Refusal):
             return _refuse(metrics, route, 400, data.reason, data.detail)
-        key = _header_write_key(request) or _body_write_key(data)
+        key = _header_write_key(request.headers) or _body_write_key(data)
         project = await projects.by_write_key(key) if key else None
         if project is None:
             return _unknown_key(route, key)
@@ -416,10 +492,18 @@ def create_app(
         return Response(lease_answer(got, pool.config), media_type="application/json", headers=cors)
 
     app.add_route("/api/calltracking/lease", lease, methods=["POST", "OPTIONS"], include_in_schema=False)
-    hot = {"/collect": collect, "/v1/batch": segment_route(None)}
-    hot.update({f"/v1/{kind}": segment_route(kind) for kind in ("track", "page", "identify", "alias")})
-    for path, endpoint in hot.items():  # also registered, so they are listed and reachable through the app
-        app.add_route(path, endpoint, methods=["POST", "OPTIONS"], include_in_schema=False)
+    hot = {"/collect": hot_route("collect"), "/v1/batch": hot_route("v1_batch")}
+    hot.update({f"/v1/{kind}": hot_route(f"v1_{kind}", kind) for kind in ("track", "page", "identify", "alias")})
+
+    def through_starlette(handler: Callable[[Hot], Awaitable[Reply]]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            if request.method == "OPTIONS":
+                return preflight(request.headers.get("origin"))
+            return (await handler(Hot(request.scope, request.receive))).response()
+        return endpoint
+
+    for path, handler in hot.items():  # also registered, so they are listed and reachable through the app
+        app.add_route(path, through_starlette(handler), methods=["POST", "OPTIONS"], include_in_schema=False)
     app.state.hot_routes = hot
 
     async def reader(request: Request, project_param: str | None) -> Project | Response:
@@ -445,17 +529,21 @@ def create_app(
         name: str,
         date_from: str | None = Query(None, alias="from", description="first day, YYYY-MM-DD (default: 30 days ago)"),
         date_to: str | None = Query(None, alias="to", description="last day, inclusive (default: today)"),
-        model: str = Query("last_non_direct", description="first_touch, last_touch, last_non_direct"),
+        model: str = Query("last_non_direct", description="first_touch, last_touch, last_non_direct, linear, "
+                                                           "time_decay, position_based"),
         currency: str | None = Query(None, description="ISO code; default: the installation's default currency"),
         lookback_days: int | None = Query(None, description="attribution lookback window, days (default 90)"),
+        group_by: str | None = Query(None, description="channel, source or campaign (channels, models, campaigns)"),
+        margin: str | None = Query(None, description="gross margin 0..1: ROMI in the channels report"),
         format: str = Query("json", pattern="^(json|csv)$"),
         project: str | None = Query(None, description="only with the local admin token"),
     ) -> Response:
         found = await reader(request, project)
         if isinstance(found, Response):
             return found
-        query = {k: str(v) for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency,
-                                        "lookback_days": lookback_days}.items() if v}
+        # every other parameter (kind, collapse, order, resamples, seed of paths/datadriven) too:
+        # report_request validates them all and refuses unknown ones
+        query = {k: v for k, v in request.query_params.items() if k not in ("format", "project") and v}
         try:
             result = await run_report(name, found.project_id, query)
         except LookupError as exc:
@@ -530,29 +618,34 @@ def create_app(
 
 
 class Edge:
-    """The ASGI entry point: ingest routes straight to their endpoints, everything else through
-    FastAPI. The hot path skips FastAPI's middleware stack (~a quarter of a small request's cost);
-    its endpoints answer every error themselves, so they need none of it."""
+    """The ASGI entry point: ingest routes straight to their handlers, as bare ASGI (no Request or
+    Response objects), everything else through FastAPI. The hot path skips FastAPI's middleware
+    stack and Starlette's request machinery; its handlers answer every error themselves."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
-        self.hot: dict[str, Callable[[Request], Awaitable[Response]]] = app.state.hot_routes
+        self.hot: dict[str, Callable[[Hot], Awaitable[Reply]]] = app.state.hot_routes
         self.state = app.state
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["method"] in ("POST", "OPTIONS"):
-            endpoint = self.hot.get(scope["path"])
-            if endpoint is not None:
-                request = Request(scope, receive)
-                response = await endpoint(request)
-                origin = request.headers.get("origin")
-                if origin and "access-control-allow-origin" not in response.headers:
-                    # let the page read refusals too (the tracker drops a 4xx batch instead of retrying
-                    # it); what was refused was refused server-side, nothing is stored either way
-                    response.headers["Access-Control-Allow-Origin"] = origin
-                    response.headers["Vary"] = "Origin"
-                await response(scope, receive, send)
-                return
+        if scope["type"] == "http":
+            handler = self.hot.get(scope["path"])
+            if handler is not None:
+                method = scope["method"]
+                if method == "POST":
+                    req = Hot(scope, receive)
+                    try:
+                        reply = await handler(req)
+                    except ClientDisconnect:  # nobody to answer; nothing was published
+                        return
+                    await send({"type": "http.response.start", "status": reply.status,
+                                "headers": reply.asgi_headers(req.headers.get("origin"))})
+                    await send({"type": "http.response.body", "body": reply.body})
+                    return
+                if method == "OPTIONS":
+                    origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+                    await preflight(origin)(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 

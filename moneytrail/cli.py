@@ -123,8 +123,9 @@ def serve(
         server = root.build_server(settings, admin_token=admin, with_sink=sink)
         mode = "embedded" if settings.embedded else f"distributed (bus {settings.bus})"
         err.print(f"moneytrail {mode}: collector and reports on {settings.base_url}, warehouse {settings.warehouse_display}")
+        # no access log: uvicorn formats each line's fields before the logger drops it (~2 us a request)
         config = uvicorn.Config(server.app, host=settings.host, port=settings.port, log_level="warning",
-                                timeout_graceful_shutdown=10, loop="uvloop", http="httptools")
+                                timeout_graceful_shutdown=10, loop="uvloop", http="httptools", access_log=False)
         _GracefulServer(config).run()
     finally:
         lock.release()
@@ -450,15 +451,67 @@ def replay(
                   + ", ".join(f"{k} {v}" for k, v in sorted(result.rows.items())))
 
 
+def _import_rows(kind: str, file: Path, write_key: str, url: Optional[str], data_dir: Optional[Path]) -> None:
+    settings = root.load_settings(data_dir=data_dir)
+    if url is None:
+        server = running_server(settings.data_dir)
+        url = server.url if server else settings.base_url
+    if not file.is_file():
+        err.print(f"[red]no file {file}[/red]")
+        raise typer.Exit(2)
+    ctype = "application/json" if file.suffix.lower() == ".json" else "text/csv"
+    try:
+        resp = httpx.post(f"{url.rstrip('/')}/api/{kind}", content=file.read_bytes(), timeout=60,
+                          headers={"Content-Type": ctype, "X-Write-Key": write_key})
+    except httpx.HTTPError as exc:
+        err.print(f"[red]the collector at {url} did not answer: {exc}[/red]")
+        raise typer.Exit(1)
+    body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+    if resp.status_code >= 400:
+        err.print(f"[red]{resp.status_code} {body.get('reason', '')}: {body.get('detail', resp.text[:300])}[/red]")
+        for line in (body.get("errors") or [])[1:20]:
+            err.print(f"[red]  {line}[/red]")
+        raise typer.Exit(1)
+    console.print(f"imported {body.get('rows')} {kind} rows ({body.get('from')} .. {body.get('to')}), "
+                  f"import {body.get('import_id')}: a re-import of a day and source replaces it")
+
+
+@app.command("import-spend")
+def import_spend(
+    file: Path = typer.Argument(..., help="CSV (date,source,medium,campaign,ad,keyword,cost,currency,clicks,impressions) or JSON rows"),
+    write_key: str = typer.Option(..., "--write-key", envvar="MONEYTRAIL_WRITE_KEY", help="the project's write key"),
+    url: Optional[str] = typer.Option(None, help="collector URL (default: the local server)"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Import ad (and other channel) spend through POST /api/spend; errors name the row."""
+    _import_rows("spend", file, write_key, url, data_dir)
+
+
+@app.command("import-rates")
+def import_rates(
+    file: Path = typer.Argument(..., help="CSV (date,currency,base,rate) or JSON rows"),
+    write_key: str = typer.Option(..., "--write-key", envvar="MONEYTRAIL_WRITE_KEY", help="the project's write key"),
+    url: Optional[str] = typer.Option(None, help="collector URL (default: the local server)"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Import currency rates per day through POST /api/rates."""
+    _import_rows("rates", file, write_key, url, data_dir)
+
+
 @app.command()
 def report(
-    name: str = typer.Argument(..., help="channels"),
+    name: str = typer.Argument(..., help="channels, campaigns, models, live, quality, cohorts, ltv, funnel, paths, "
+                                          "datadriven, reconciliation, identity"),
     project: Optional[str] = typer.Option(None, help="project id (needed when there are several)"),
     date_from: Optional[str] = typer.Option(None, "--from", help="first day YYYY-MM-DD"),
     date_to: Optional[str] = typer.Option(None, "--to", help="last day YYYY-MM-DD (inclusive)"),
     model: str = typer.Option("last_non_direct"),
     currency: Optional[str] = typer.Option(None, help="ISO code (default MONEYTRAIL_DEFAULT_CURRENCY)"),
     lookback_days: Optional[int] = typer.Option(None, "--lookback-days", help="attribution window (default 90)"),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="channel | source | campaign"),
+    margin: Optional[str] = typer.Option(None, help="gross margin 0..1 (ROMI in the channels report)"),
+    option: list[str] = typer.Option([], "--option", "-o", help="other report parameters as key=value "
+                                                                 "(kind, collapse, order, resamples, seed)"),
     fmt: str = typer.Option("table", "--format", help="table | json | csv"),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
@@ -467,7 +520,13 @@ def report(
 
     settings = root.load_settings(data_dir=data_dir)
     query = {k: str(v) for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency,
-                                    "lookback_days": lookback_days}.items() if v}
+                                    "lookback_days": lookback_days, "group_by": group_by, "margin": margin}.items() if v}
+    for item in option:
+        key, sep, value = item.partition("=")
+        if not sep:
+            err.print(f"[red]--option wants key=value, got {item!r}[/red]")
+            raise typer.Exit(2)
+        query[key.strip()] = value.strip()
     server = _server_or_none(settings)
     if server:
         if project is None:

@@ -85,8 +85,26 @@ def sink_topics() -> tuple[str, ...]:
     return tuple(TABLE_OF_TOPIC)
 
 
+REPORT_PARAMETERS = ("from", "to", "model", "currency", "lookback_days", "group_by", "margin", "kind", "collapse",
+                     "order", "resamples", "seed")
+
+
+def _whole(query: dict[str, str], key: str, default: int, low: int, high: int) -> int:
+    try:
+        value = int(query.get(key) or default)
+    except ValueError:
+        raise ValueError(f"{key} must be a whole number") from None
+    if not low <= value <= high:
+        raise ValueError(f"{key} must be between {low} and {high}")
+    return value
+
+
 def report_request(name: str, project: str, query: dict[str, str], default_currency: str = "KZT") -> reports.ReportRequest:
-    """Report parameters from the query string, with clear errors."""
+    """Report parameters from the query string, with clear errors (an unknown one is refused, so a
+    typo never silently gives the default)."""
+    unknown = sorted(set(query) - set(REPORT_PARAMETERS))
+    if unknown:
+        raise ValueError(f"unknown parameter {', '.join(unknown)}; parameters: {', '.join(REPORT_PARAMETERS)}")
     try:
         date_to = date.fromisoformat(query["to"]) if query.get("to") else datetime.now(timezone.utc).date()
         date_from = date.fromisoformat(query["from"]) if query.get("from") else date_to - timedelta(days=29)
@@ -126,8 +144,16 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
         raise ValueError("lookback_days must be a whole number of days") from None
     if not 1 <= lookback <= 3650:
         raise ValueError("lookback_days must be between 1 and 3650")
+    kind = query.get("kind") or "sale"
+    if kind not in ("sale", "lead"):
+        raise ValueError("kind must be sale or lead (the conversions that end a path)")
+    collapse = (query.get("collapse") or "false").lower()
+    if collapse not in ("true", "false", "1", "0"):
+        raise ValueError("collapse must be true or false")
     return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback,
-                                 group_by=group_by, margin=margin)
+                                 group_by=group_by, margin=margin, kind=kind, collapse=collapse in ("true", "1"),
+                                 order=_whole(query, "order", 1, 1, 4), resamples=_whole(query, "resamples", 100, 0, 2000),
+                                 seed=_whole(query, "seed", 0, 0, 2**31 - 1))
 
 
 def _utc(text: str) -> datetime:

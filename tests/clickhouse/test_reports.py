@@ -139,3 +139,22 @@ def test_report_parameters_reach_the_request():
     assert (req.model, req.margin, req.group_by) == ("time_decay", Decimal("0.35"), "source")
     with pytest.raises(ValueError, match="grouped by campaign already"):
         root.report_request("campaigns", "p", {"group_by": "campaign"})
+
+
+def test_report_request_refuses_unknown_parameters_and_reads_path_options():
+    from datetime import date
+
+    import pytest as _pytest
+
+    from moneytrail import root
+
+    with _pytest.raises(ValueError, match="unknown parameter lookback"):
+        root.report_request("channels", "p", {"lookback": "30"})
+    req = root.report_request("datadriven", "p", {"from": "2026-01-01", "to": "2026-01-31", "kind": "lead",
+                                                  "collapse": "true", "order": "3", "resamples": "10", "seed": "7"})
+    assert (req.kind, req.collapse, req.order, req.resamples, req.seed, req.date_from) == \
+        ("lead", True, 3, 10, 7, date(2026, 1, 1))
+    for bad, why in (({"order": "5"}, "order must be between 1 and 4"), ({"kind": "refund"}, "kind must be"),
+                     ({"collapse": "maybe"}, "collapse must be"), ({"resamples": "x"}, "resamples must be a whole")):
+        with _pytest.raises(ValueError, match=why):
+            root.report_request("paths", "p", bad)

@@ -47,7 +47,10 @@ class Published(list):
 async def _report(name, project, query):
     if name != "channels":
         raise LookupError(f"no report {name!r}")
-    return {"report": name, "rows": [{"channel": "Direct", "visits": 2}], "total": {"visits": 2}, "project": project}
+    if "bad" in query:
+        raise ValueError("unknown parameter bad")
+    return {"report": name, "rows": [{"channel": "Direct", "visits": 2}], "total": {"visits": 2}, "project": project,
+            "query": query}
 
 
 @pytest.fixture
@@ -161,6 +164,16 @@ async def test_reports_need_a_read_token_not_a_write_key(client):
     missing = await client.get("/api/reports/nope", headers={"Authorization": f"Bearer {READ}"})
     assert ok.status_code == 200 and ok.json()["total"] == {"visits": 2}
     assert write.status_code == 403 and none.status_code == 401 and missing.status_code == 404
+
+
+async def test_report_parameters_reach_the_report_and_bad_ones_get_400(client):
+    auth = {"Authorization": f"Bearer {READ}"}
+    r = await client.get("/api/reports/channels?model=linear&group_by=source&margin=0.3&order=2&collapse=true"
+                         "&format=json", headers=auth)
+    assert r.json()["query"] == {"model": "linear", "group_by": "source", "margin": "0.3", "order": "2",
+                                 "collapse": "true"}
+    bad = await client.get("/api/reports/channels?bad=1", headers=auth)
+    assert (bad.status_code, bad.json()["reason"]) == (400, "bad_parameter")
 
 
 async def test_report_as_csv_has_a_total_row(client):

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from collector.ingest import IngestRules, Refusal, envelope_of_draft, parse
+from schemas.envelope import Envelope
 from collector.privacy import Hasher, normalise_phone
 from collector.spend import parse_spend, rows_of_body
 from collector.vendors.base import Accepted
@@ -51,7 +52,7 @@ def envelopes(plan: demo.DemoPlan) -> list:
         if req.kind == "batch":
             data = orjson.loads(req.body)
             parsed = parse(data["batch"], PROJECT, "127.0.0.1", None, RULES, len(req.body))
-            out.append((req, parsed.envelopes, parsed.refused))
+            out.append((req, [Envelope.from_bytes(value) for _key, value in parsed.records], parsed.refused))
         elif req.kind == "spend":
             ctype = dict(req.headers)["Content-Type"].split(";")[0]
             rows = rows_of_body(req.body, ctype)

@@ -94,9 +94,9 @@ class FakeKafka:
     async def stop(self):
         self.started = False
 
-    async def publish(self, topic, records):
-        if not self.up:
-            await asyncio.sleep(10)  # an unreachable broker does not answer
+    async def publish(self, topic, records, timeout=None):
+        if not self.up:  # an unreachable broker does not answer; KafkaBus.publish gives up after timeout
+            await asyncio.wait_for(asyncio.sleep(10), timeout)
         self.got.extend(records)
 
 
