@@ -56,6 +56,10 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
         key_serializer="raw",
         value_serializer="raw",
         stream_wait_empty=False,
+        # a worker that died (SIGKILL, OOM, a lost host) is noticed in 10 s instead of 60, so its
+        # partitions move to a live worker (or to itself restarted) quickly
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     raw = app.topic(topics.kafka_topic(prefix, topics.RAW), key_type=bytes, value_type=bytes)
     out = {
@@ -93,17 +97,35 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
 
     @app.agent(inputs, name="persons")
     async def persons_agent(stream):  # noqa: ANN001 - faust's stream type
-        async for event in stream.events():
-            result = persons.step(name_of[event.message.topic], event.value)
-            if isinstance(result, Refused):
-                records = {topics.DEAD_LETTERS: [dead_letter_record(DeadLetter(result.reason, result.detail,
-                                                                               result.payload))]}
-            else:
-                records = result.records()
+        # Batches (stream.take_events): a conversion and the links that arrive with it are credited
+        # once. The outputs are sent and acknowledged before the state writes are applied; each
+        # project's writes are applied while one of its own events is current, because Faust's
+        # table writes (store and changelog) go to the current event's partition.
+        async for events in stream.take_events(500, within=0.2):
+            persons.begin_batch()
+            records: dict[str, list[tuple[bytes, bytes]]] = {}
+            last_of_project: dict[bytes, object] = {}
+            for event in events:
+                result = persons.step(name_of[event.message.topic], event.value)
+                last_of_project[event.key] = event
+                if isinstance(result, Refused):
+                    produced = {topics.DEAD_LETTERS: [dead_letter_record(DeadLetter(result.reason, result.detail,
+                                                                                    result.payload))]}
+                else:
+                    produced = result.records()
+                for name, recs in produced.items():
+                    records.setdefault(name, []).extend(recs)
+            for name, recs in persons.end_batch().records().items():
+                records.setdefault(name, []).extend(recs)
             sent = [await out[name].send(key=key, value=value) for name, recs in records.items() for key, value in recs]
             for fut in sent:  # delivered (acks=all) before the state moves on: a crash re-emits, never loses
                 await fut
-            persons.overlay.flush()
+            for project, event in last_of_project.items():
+                stream._set_current_event(event)  # noqa: SLF001 - the partition this project's rows belong to
+                persons.overlay.flush_prefix(project + b"\x1f")
+            if persons.overlay.pending:  # a record whose key is not its project: keep its writes anyway
+                persons.overlay.flush()
+            stream._set_current_event(None)  # noqa: SLF001
             yield None
 
     return app

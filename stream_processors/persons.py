@@ -14,10 +14,13 @@ matches_until: the pool rests a number for its grace period, so normally one lea
 
 Whenever a conversion arrives, or the touches of a person with conversions change (a touch, a merge,
 a split), the conversions of that person are credited afresh with attribution.credit_all over the
-person's non-bot touches, and only the difference from what was emitted before goes out (correcting
-rows; see attribution.correction), so the credits of every conversion always sum to its value and
-the final credits depend only on the set of inputs, not on their order. Everything emitted has a
-deterministic id: a message processed twice (at-least-once) emits rows the warehouse collapses.
+person's non-bot touches; when the result differs from the conversion's last one, the whole new
+attribution goes out as a new VERSION of that conversion's credit rows (the reader keeps, per
+conversion, the rows of its highest version: the credits_current view), so the credits of every
+conversion always sum to its value and the final credits depend only on the set of inputs, not on
+their order or on a crash in between. (Correcting deltas, attribution.correction, were the first
+design: after a hard kill a Faust table can come back with some keys newer than others, and a
+delta computed from a stale record double counts; tests/integration/test_faust_restart.py caught it.)
 
 A step returns what it emits and leaves its store writes pending (`Overlay`): the adapter publishes
 the output first and then applies the writes, so a crash in between re-processes the message
@@ -32,13 +35,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, Protocol
 
+import time
+
 import orjson
 
 from schemas import topics
 from schemas.reasons import RejectReason
 
-from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conversion, Credit, TouchPoint,
-                          credit_all, correction, minor_units_of)
+from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conversion, TouchPoint, credit_all,
+                          credit_id, minor_units_of)
 from .identity import (DEFAULT_MAX_VERIFIED_PHONES, GuardTripped, IdentityGraph, Link, MappingRow, person_id)
 
 CREDITED_KINDS = frozenset({"lead", "sale", "payment", "refund"})
@@ -94,16 +99,27 @@ class Overlay:
 
     def flush(self) -> int:
         """Apply the kept writes to the store (after the output they go with is durable)."""
+        return self.flush_prefix(b"")
+
+    def flush_prefix(self, prefix: bytes) -> int:
+        """Apply the kept writes whose key starts with prefix (one project's, for a table whose
+        writes go to the partition of the event being handled).
+
+        Conversion records go first: after a crash a record is then never older than the touches
+        and links it was credited from (one more safety; versions make credits converge anyway)."""
         self.end_step()
-        n = len(self.pending)
-        for key, value in self.pending.items():
-            self.base[key] = value
-        self.pending.clear()
-        return n
+        keys = sorted((k for k in self.pending if k.startswith(prefix)), key=_conversions_first)
+        for key in keys:
+            self.base[key] = self.pending.pop(key)
+        return len(keys)
 
     def discard(self) -> None:
         self._step.clear()
         self.pending.clear()
+
+
+def _conversions_first(key: bytes) -> bool:
+    return f"{_SEP}v{_SEP}".encode() not in key
 
 
 @dataclass(frozen=True)
@@ -377,22 +393,28 @@ class ProjectPersons:
                                  models=self.config.models)
         except (ValueError, InvalidOperation):
             return
-        previous = [_credit_of(conv, c, fact["rev"]) for c in fact["credits"]]
-        revision = fact["rev"] + 1
-        delta = correction(previous, current, revision) if previous else current
-        if not delta:
-            return
-        fact["rev"] = revision
-        fact["credits"] = [[c.touch_id, c.channel, c.source, c.medium, c.campaign, c.model,
-                            format(c.weight, "f"), format(c.amount, "f")] for c in current]
+        credited = [[c.touch_id, c.channel, c.source, c.medium, c.campaign, c.model, format(c.weight, "f"),
+                     format(c.amount, "f")] for c in current]
+        if credited == fact["credits"]:
+            return  # nothing changed for this conversion
+        # A new version of the conversion's whole attribution: readers keep each conversion's rows
+        # of its highest version. Versions only grow (nanoseconds, and past the last one), so a
+        # batch re-processed after a crash, whatever part of the state survived, ends with the
+        # credits of the complete state: there is no bookkeeping of sent deltas to fall behind.
+        version = max(time.time_ns(), fact.get("version", 0) + 1)
+        fact["rev"] += 1
+        fact["version"] = version
+        fact["credits"] = credited
         self._save("v", cid, fact)
-        for c in delta:
+        for c in current:
             out.credits.append({
-                "project": self.project, "credit_id": c.credit_id, "conversion_id": cid, "kind": conv.kind,
+                "project": self.project, "conversion_id": cid, "kind": conv.kind,
+                "credit_id": credit_id(cid, c.model, c.touch_id, fact["rev"], channel=c.channel, source=c.source,
+                                       medium=c.medium, campaign=c.campaign) + f"{version:x}",
                 "conversion_at": conv.at.isoformat(), "person_id": person, "model": c.model,
                 "touch_id": c.touch_id, "channel": c.channel, "source": c.source, "medium": c.medium,
                 "campaign": c.campaign, "weight": format(c.weight, "f"), "amount": format(c.amount, "f"),
-                "currency": conv.currency, "revision": c.revision})
+                "currency": conv.currency, "revision": fact["rev"], "version": version})
 
 
 def _replaces(new: dict, old: dict) -> bool:
@@ -401,13 +423,6 @@ def _replaces(new: dict, old: dict) -> bool:
     if new["kind"] == "lead":
         return (new["at"], new["value"], new["subject"]) < (old["at"], old["value"], old["subject"])
     return (new["at"], new["value"], new["subject"]) > (old["at"], old["value"], old["subject"])
-
-
-def _credit_of(conv: Conversion, compact: list, revision: int) -> Credit:
-    touch_id, channel, source, medium, campaign, model, weight, amount = compact
-    return Credit(conv.conversion_id, touch_id, channel, source, medium, campaign, model, Decimal(weight),
-                  Decimal(amount), "", person_id=conv.person_id, kind=conv.kind, conversion_at=conv.at,
-                  currency=conv.currency, revision=revision)
 
 
 class Persons:

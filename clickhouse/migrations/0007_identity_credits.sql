@@ -51,11 +51,11 @@ ENGINE = ReplacingMergeTree
 ORDER BY (project, a, b, version)
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- Live credits: what the processors credited each conversion with, per model and touch. Rows are
--- deltas: a later identity merge or a late touch emits correcting rows (revision 1, 2, ...), so
--- sum(amount) / sum(weight) per conversion and model is always exact. credit_id is deterministic,
--- so a redelivered row collapses. Weights have 18 decimals and sum to 1 per conversion and model;
--- amounts sum to the conversion's value.
+-- Live credits: what the processors credited each conversion with, per model and touch. Each time
+-- a conversion's attribution changes (a later identity merge, a late touch) the processors write
+-- its whole attribution again under a higher `version`; a conversion's credits are its rows of its
+-- highest version (the credits_current view below). A redelivered row collapses by credit_id.
+-- Weights have 18 decimals and sum to 1 per conversion and model; amounts sum to its value.
 CREATE TABLE IF NOT EXISTS credits
 (
     project       LowCardinality(String),
@@ -74,12 +74,19 @@ CREATE TABLE IF NOT EXISTS credits
     amount        Decimal(38, 6),
     currency      LowCardinality(String),
     revision      UInt32,
+    version       UInt64,
     emitted_at    DateTime64(3, 'UTC') DEFAULT now64(3)
 )
 ENGINE = ReplacingMergeTree
-PARTITION BY toYYYYMM(conversion_at)
-ORDER BY (project, model, credit_id)
+ORDER BY (project, conversion_id, version, model, credit_id)
 SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Each conversion's current credits: the rows of its highest version.
+CREATE VIEW IF NOT EXISTS credits_current AS
+SELECT *
+FROM credits FINAL
+WHERE (project, conversion_id, version) IN (
+    SELECT project, conversion_id, max(version) FROM credits GROUP BY project, conversion_id);
 
 -- The identifier that carries a conversion to its person ("kind:value", e.g. anon:..., call:...,
 -- chat:..., deal:amocrm:123): its person is the conversion's person.

@@ -1,8 +1,8 @@
 -- Live per-day numbers for dashboards and BI tools: per project, day, channel, campaign and model,
 -- the visits, leads, sales and money the processors' live credits give. A refreshable view
--- recomputes it every 5 seconds from the deduplicated tables (credits and touches read FINAL), so a
--- credit delivered twice (at-least-once) or a correcting row after an identity merge can never be
--- counted wrong, which an insert-triggered view cannot promise. Each refresh APPENDs one whole
+-- recomputes it every 5 seconds from the deduplicated tables (credits_current and touches FINAL), so
+-- a credit delivered twice (at-least-once) or a conversion re-credited after an identity merge can
+-- never be counted wrong, which an insert-triggered view cannot promise. Each refresh APPENDs one whole
 -- snapshot stamped with one refreshed_at (chDB's default database cannot swap tables, so no
 -- replace mode): read the latest snapshot, WHERE refreshed_at = (SELECT max(refreshed_at) ...);
 -- older snapshots expire after 2 minutes. It covers the last 100 days (conversion time and visit
@@ -39,7 +39,7 @@ FROM (
            if(kind IN ('payment', 'refund', 'sale'), currency, '') AS currency, toUInt64(0) AS visits,
            sumIf(weight, kind = 'lead') AS leads, sumIf(weight, kind = 'sale') AS sales,
            sumIf(amount, kind = 'sale') AS sales_value, sumIf(amount, kind IN ('payment', 'refund')) AS revenue
-    FROM credits FINAL
+    FROM credits_current
     WHERE conversion_at >= today() - 100
     GROUP BY project, day, channel, campaign, model, currency
     UNION ALL

@@ -265,7 +265,7 @@ def test_query_time_credits_equal_what_the_persons_stage_wrote(chdb_wh, stream):
         chdb_wh.insert(table, rows)
     live: dict[tuple[str, str], dict] = defaultdict(dict)
     for r in chdb_wh.rows("SELECT conversion_id, model, touch_id, channel, toString(sum(weight)) AS w, "
-                          "toString(sum(amount)) AS a FROM credits FINAL WHERE project = {p:String} "
+                          "toString(sum(amount)) AS a FROM credits_current WHERE project = {p:String} "
                           "GROUP BY conversion_id, model, touch_id, channel HAVING sum(weight) != 0 OR sum(amount) != 0",
                           {"p": p}):
         live[(r["conversion_id"], r["model"])][(r["touch_id"], r["channel"])] = (Decimal(r["w"]), Decimal(r["a"]))

@@ -30,7 +30,8 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 # What a user puts in .env; everything else must have a default in the compose file.
-TEST_ENV = {"CLICKHOUSE_PASSWORD": "pw-for-compose-test", "MONEYTRAIL_PII_KEY": "compose-test-pii-key-0123456789abcdef"}
+TEST_ENV = {"CLICKHOUSE_PASSWORD": "pw-for-compose-test", "MONEYTRAIL_PII_KEY": "compose-test-pii-key-0123456789abcdef",
+            "GRAFANA_ADMIN_PASSWORD": "grafana-pw-for-compose-test"}
 # role -> the CLI command it must run
 ROLES = {"collector": "serve", "worker": "worker", "sink": "sink", "migrate": "migrate"}
 ONE_SHOT = {"migrate"}
@@ -574,3 +575,54 @@ def test_clickhouse_service(services: dict[str, dict[str, Any]]) -> None:
     assert any(str(v).split(":")[1:2] == ["/var/lib/clickhouse"] for v in ch.get("volumes") or [])
     for port in ch.get("ports") or []:
         assert str(port).startswith("127.0.0.1:"), "ClickHouse must not be published on every interface"
+
+
+# ---- compose: Grafana (BI) ---------------------------------------------------------------------
+
+_SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|(^|_)KEY$", re.I)
+_REQUIRED_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^{}]*\}$")
+
+
+def test_no_literal_secrets_in_the_compose_file() -> None:
+    """A secret-looking variable of any service is a required ${VAR:?msg}, never a value or a default."""
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    envs = {"x-moneytrail-env": raw["x-moneytrail-env"],
+            **{name: svc.get("environment") or {} for name, svc in raw["services"].items()}}
+    checked = 0
+    for name, env in envs.items():
+        for key, value in env.items():
+            if key == "<<" or not _SECRET_NAME.search(key):
+                continue
+            checked += 1
+            assert _REQUIRED_REF.match(str(value)), f"{name}: {key}={value!r} is a literal or defaulted secret"
+    assert checked >= 4  # ClickHouse's and Grafana's passwords, the PII key, Grafana's copy of the ClickHouse one
+
+
+def test_grafana_service(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    assert image_ref(grafana["image"])[0] == "grafana/grafana-oss"  # pinned: test_every_image_is_pinned
+    env = env_of(grafana)
+    plugins = [p.strip().split() for p in env["GF_INSTALL_PLUGINS"].split(",")]
+    assert ["grafana-clickhouse-datasource"] == [p[0] for p in plugins]
+    assert all(len(p) == 2 and re.fullmatch(r"\d+\.\d+\.\d+", p[1]) for p in plugins), \
+        f"plugins must be pinned to a version: {env['GF_INSTALL_PLUGINS']}"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == TEST_ENV["GRAFANA_ADMIN_PASSWORD"]
+    missing = {k: v for k, v in TEST_ENV.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    with pytest.raises(MissingVariable, match="GRAFANA_ADMIN_PASSWORD"):
+        load_compose(env=missing)
+    for port in grafana.get("ports") or []:
+        assert str(port).startswith("127.0.0.1:"), "Grafana must not be published on every interface"
+    binds = {}
+    for vol in grafana.get("volumes") or []:
+        source, target, *mode = str(vol).split(":")
+        if source.startswith("."):
+            binds[target] = source
+            assert mode == ["ro"], f"{vol}: provisioning is mounted read-only"
+            assert (ROOT / source).is_dir(), f"{source} does not exist"
+    assert (ROOT / binds["/etc/grafana/provisioning"] / "datasources").is_dir()
+    assert (ROOT / binds["/etc/grafana/provisioning"] / "dashboards").is_dir()
+    assert any((ROOT / s).glob("*.json") for s in binds.values()), "no dashboard JSON is mounted"
+    assert any(str(v).split(":")[1:2] == ["/var/lib/grafana"] for v in grafana["volumes"]), \
+        "Grafana's database (and the downloaded plugin) must be on a volume"
+    assert grafana["depends_on"]["clickhouse"]["condition"] == "service_healthy"
+    assert "/api/health" in healthcheck_text(grafana)

@@ -126,7 +126,7 @@ def _final_state(env: dict[str, str], project: str) -> dict:
                                 "WHERE project = {p:String} GROUP BY identifier", {"p": project})
     credits = query_folder(env, "SELECT conversion_id, model, touch_id, channel, toString(sum(weight)) AS w, "
                                 "toString(sum(amount)) AS a, count() AS n, uniqExact(credit_id) AS ids "
-                                "FROM credits FINAL WHERE project = {p:String} "
+                                "FROM credits_current WHERE project = {p:String} "
                                 "GROUP BY conversion_id, model, touch_id, channel", {"p": project})
     values = query_folder(env, "SELECT conversion_id, toString(value) AS v FROM conversions FINAL "
                                "WHERE project = {p:String} AND kind IN ('lead', 'sale', 'payment', 'refund')",
@@ -195,7 +195,7 @@ def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(t
         at_kill, _ = _kafka(kafka_bootstrap, prefix, watched)
         restarted = Proc(["worker"], worker_env, tmp_path / "worker2.log")
         started, quiet_since = time.monotonic(), None
-        while time.monotonic() - started < 120:  # both consumer groups caught up, and staying so
+        while time.monotonic() - started < 240:  # both consumer groups caught up, and staying so
             records, lag = _kafka(kafka_bootstrap, prefix, watched)
             if records[topics.RAW] == len(events) and not any(lag.values()):
                 quiet_since = quiet_since or time.monotonic()
@@ -205,7 +205,7 @@ def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(t
                 quiet_since = None
             time.sleep(0.5)
         else:
-            raise AssertionError(f"did not catch up in 120 s: {records} lag {lag}")
+            raise AssertionError(f"did not catch up in 240 s: {records} lag {lag}")
     finally:
         for proc in (restarted, worker):
             if proc is not None:

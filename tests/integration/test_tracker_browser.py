@@ -142,7 +142,7 @@ def test_the_tracker_in_chromium(tmp_path: Path) -> None:
     persons = query_folder(env, "SELECT identifier, argMax(person_id, version) AS person FROM identity_map "
                                 "WHERE project = {p:String} GROUP BY identifier", {"p": creds["project"]})
     assert len({r["person"] for r in persons if r["identifier"] in (f"anon:{anon}", f"ref:{ref}")}) == 1
-    credits = query_folder(env, "SELECT model, channel, toString(sum(weight)) AS w FROM credits FINAL "
+    credits = query_folder(env, "SELECT model, channel, toString(sum(weight)) AS w FROM credits_current "
                                 "WHERE project = {p:String} GROUP BY model, channel", {"p": creds["project"]})
     assert {(r["model"], r["channel"]) for r in credits if float(r["w"]) != 0} == {
         (m, "Paid Search") for m in ("first_touch", "last_touch", "last_non_direct", "linear", "time_decay",
