@@ -116,11 +116,38 @@ def extract_identity(hasher: Hasher, project: str, default_region: str, *sources
     return Identity(ids, masked)
 
 
-def without_pii(values: dict[str, Any]) -> dict[str, Any]:
-    """The dict without personal-data keys (top level; nested dicts are cleaned too)."""
+# Keys whose values are free text a person typed (a form's comment, a question): phones and emails
+# written inside are masked, the rest of the text kept. Other string values (ids, URLs, codes) are
+# left alone: a phone matcher would mangle order numbers and UUIDs.
+FREE_TEXT_KEYS = frozenset({"comment", "comments", "message", "text", "note", "notes", "description", "question",
+                            "body", "wishes", "details"})
+_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_DIGITS = re.compile(r"\d")
+
+
+def scrub_text(text: str, region: str = "KZ") -> str:
+    """Free text with the phone numbers and emails written in it replaced by [phone] / [email]."""
+    if "@" in text:
+        text = _EMAIL_IN_TEXT.sub("[email]", text)
+    if len(_DIGITS.findall(text)) >= 7:  # no phone number has fewer digits
+        found = [(m.start, m.end) for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE)]
+        for start, end in reversed(found):
+            text = text[:start] + "[phone]" + text[end:]
+    return text
+
+
+def without_pii(values: dict[str, Any], region: str = "KZ") -> dict[str, Any]:
+    """The dict without personal-data keys (top level; nested dicts are cleaned too), and free-text
+    values with the phones and emails in them masked."""
     out: dict[str, Any] = {}
     for k, v in values.items():
-        if str(k).lower() in PII_KEYS:
+        key = str(k).lower()
+        if key in PII_KEYS:
             continue
-        out[k] = without_pii(v) if isinstance(v, dict) else v
+        if isinstance(v, dict):
+            out[k] = without_pii(v, region)
+        elif key in FREE_TEXT_KEYS and isinstance(v, str):
+            out[k] = scrub_text(v, region)
+        else:
+            out[k] = v
     return out

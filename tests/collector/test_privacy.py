@@ -62,3 +62,14 @@ def test_pii_keys_are_removed_recursively():
 def test_any_text_never_raises(text):
     normalise_phone(text)
     normalise_email(text)
+
+
+def test_phones_and_emails_typed_into_free_text_are_masked_and_ids_are_not():
+    from collector.privacy import scrub_text, without_pii
+
+    text = "Перезвоните на +7 701 123 45 67 или 8(727)2500000, почта aigerim.k@mail.kz, заказ 1001"
+    assert scrub_text(text) == "Перезвоните на [phone] или [phone], почта [email], заказ 1001"
+    cleaned = without_pii({"comment": "call 87011234567", "order_id": "870112345678", "form_id": "callback",
+                           "nested": {"note": "write to a@b.kz"}, "phone": "+77011234567"})
+    assert cleaned == {"comment": "call [phone]", "order_id": "870112345678", "form_id": "callback",
+                       "nested": {"note": "write to [email]"}}

@@ -67,7 +67,8 @@ def test_planted_personal_data_is_nowhere(tmp_path: Path, kafka_bootstrap: str) 
                 {"type": "identify", "messageId": f"id-{i}", "anonymousId": "a1", "userId": "u1",
                  "traits": {"phone": phone, "email": EMAIL, "name": "Planted Person", "address": "Abay 1"}},
                 {"type": "track", "event": "Form Submitted", "messageId": f"form-{i}", "anonymousId": "a1",
-                 "properties": {"phone": phone, "email": EMAIL, "form_id": "callback"},
+                 "properties": {"phone": phone, "email": EMAIL, "form_id": "callback",
+                                "comment": f"перезвоните на {phone} или пишите {EMAIL}"},
                  "context": {"traits": {"phone": phone}}},
             ]
         assert httpx.post(f"{base}/v1/batch", json={"batch": batch}, auth=(creds["write_key"], "")).status_code == 200
