@@ -21,8 +21,8 @@ KEYS = {"channels": ("channel",), "quality": ("metric",), "cohorts": ("cohort", 
 KEYS.update({"paths": ("section", "path", "channel"), "datadriven": ("channel",)})
 NAMES += ("campaigns", "models")  # query-time attribution (reports/_credited.sql); grouped by group_by
 KEYS.update({"campaigns": ("level", "campaign", "content", "term"), "models": ()})
-NAMES += ("live", "identity")  # the processors' live credits (live_channel_daily); the identity graph
-KEYS.update({"live": ("channel",), "identity": ("identifier",)})
+NAMES += ("live", "identity", "calltracking")  # live credits; the identity graph; pool sizing
+KEYS.update({"live": ("channel",), "identity": ("identifier",), "calltracking": ("day",)})
 
 
 class UnknownReport(ValueError):
