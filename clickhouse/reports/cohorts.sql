@@ -11,37 +11,8 @@
 -- is left out and counted in `unconverted`). customers is the cohort's size on every row of the
 -- cohort; buyers the customers who purchased in that month.
 WITH
-    idm AS (
-        SELECT identifier, argMax(person_id, version) AS person_id
-        FROM identity_map
-        WHERE project = {project:String}
-        GROUP BY identifier
-    ),
-    rates AS (
-        SELECT currency, day, rate FROM currency_rates FINAL
-        WHERE project = {project:String} AND base = {currency:String}
-    ),
-    (SELECT count() > 0 FROM conversions FINAL
-     WHERE project = {project:String} AND kind IN ('payment', 'refund')
-       AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}) AS has_payments,
-    -- every purchase and refund up to the end of the range (earlier ones decide who is new), with its person
-    money AS (
-        SELECT c.at AS at, c.kind AS kind,
-               if(m.person_id != '', m.person_id, concat('p_', substring(lower(hex(SHA256(c.ident))), 1, 16))) AS person,
-               multiIf(c.currency IN ({currency:String}, ''), toDecimal128(c.value, 6),
-                       r.rate > 0, toDecimal128(c.value * r.rate, 6), toDecimal128(0, 6)) AS amount,
-               c.currency IN ({currency:String}, '') OR r.rate > 0 AS converted
-        FROM (
-            SELECT at, kind, value, currency,
-                   multiIf(subject != '', subject, anonymous_id != '', concat('anon:', anonymous_id),
-                           concat('conversion:', conversion_id)) AS ident
-            FROM conversions FINAL
-            WHERE project = {project:String} AND at < {to:DateTime64(3, 'UTC')}
-              AND if(has_payments, kind IN ('payment', 'refund'), kind = 'sale')
-        ) AS c
-        LEFT JOIN idm AS m ON m.identifier = c.ident
-        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at) >= r.day
-    ),
+--@include _idm.sql
+--@include _purchases.sql
     customers AS (
         SELECT person, min(at) AS first_at
         FROM money

@@ -8,12 +8,7 @@
 -- the last touch); a count is not split, so fractional models count by last_non_direct. Nothing in
 -- the window -> "(unattributed)". Rates are fractions rounded to 4 places.
 WITH
-    idm AS (
-        SELECT identifier, argMax(person_id, version) AS person_id
-        FROM identity_map
-        WHERE project = {project:String}
-        GROUP BY identifier
-    ),
+--@include _idm.sql
     steps AS (
         SELECT conversion_id AS step_id, kind AS step, at,
                multiIf(subject != '', subject, anonymous_id != '', concat('anon:', anonymous_id),
@@ -42,18 +37,7 @@ WITH
         FROM steps AS s
         LEFT JOIN idm AS m ON m.identifier = s.ident
     ),
-    tch AS (
-        SELECT if(m.person_id != '', m.person_id,
-                  concat('p_', substring(lower(hex(SHA256(concat('anon:', t.anonymous_id)))), 1, 16))) AS person,
-               t.touch_id AS touch_id, t.started_at AS started_at, t.channel AS channel, t.non_direct AS non_direct
-        FROM (
-            SELECT anonymous_id, touch_id, started_at, channel, source != '(direct)' AS non_direct FROM touches FINAL
-            WHERE project = {project:String} AND NOT is_bot
-              AND started_at >= {from:DateTime64(3, 'UTC')} - toIntervalDay({lookback:UInt32})
-              AND started_at < {to:DateTime64(3, 'UTC')}
-        ) AS t
-        LEFT JOIN idm AS m ON m.identifier = concat('anon:', t.anonymous_id)
-    ),
+--@include _person_touches.sql
     credited AS (
         SELECT
             s.step_id AS step_id,

@@ -10,12 +10,7 @@
 -- person has no CRM lead in the range (lost by the sales team, or not stitched), and
 -- crm_not_in_collector CRM leads whose person left no collector lead (walk-ins, untracked calls).
 WITH
-    idm AS (
-        SELECT identifier, argMax(person_id, version) AS person_id
-        FROM identity_map
-        WHERE project = {project:String}
-        GROUP BY identifier
-    ),
+--@include _idm.sql
     leads AS (
         SELECT l.conversion_id AS conversion_id, l.at AS at, l.side AS side,
                if(m.person_id != '', m.person_id, concat('p_', substring(lower(hex(SHA256(l.ident))), 1, 16))) AS person
@@ -31,18 +26,7 @@ WITH
         ) AS l
         LEFT JOIN idm AS m ON m.identifier = l.ident
     ),
-    tch AS (
-        SELECT if(m.person_id != '', m.person_id,
-                  concat('p_', substring(lower(hex(SHA256(concat('anon:', t.anonymous_id)))), 1, 16))) AS person,
-               t.touch_id AS touch_id, t.started_at AS started_at, t.channel AS channel, t.non_direct AS non_direct
-        FROM (
-            SELECT anonymous_id, touch_id, started_at, channel, source != '(direct)' AS non_direct FROM touches FINAL
-            WHERE project = {project:String} AND NOT is_bot
-              AND started_at >= {from:DateTime64(3, 'UTC')} - toIntervalDay({lookback:UInt32})
-              AND started_at < {to:DateTime64(3, 'UTC')}
-        ) AS t
-        LEFT JOIN idm AS m ON m.identifier = concat('anon:', t.anonymous_id)
-    ),
+--@include _person_touches.sql
     credited AS (
         SELECT
             l.conversion_id AS conversion_id,
