@@ -20,18 +20,6 @@ WITH
         GROUP BY person
         HAVING first_at >= {from:DateTime64(3, 'UTC')}
     ),
-    first_touch AS (
-        SELECT if(m.person_id != '', m.person_id,
-                  concat('p_', substring(lower(hex(SHA256(concat('anon:', t.anonymous_id)))), 1, 16))) AS person,
-               min(t.started_at) AS first_seen,
-               argMin(t.channel, (t.started_at, t.touch_id)) AS channel
-        FROM (
-            SELECT anonymous_id, touch_id, started_at, channel FROM touches FINAL
-            WHERE project = {project:String} AND NOT is_bot AND started_at < {to:DateTime64(3, 'UTC')}
-        ) AS t
-        LEFT JOIN idm AS m ON m.identifier = concat('anon:', t.anonymous_id)
-        GROUP BY person
-    ),
     members AS (
         SELECT c.person AS person, c.first_at AS first_at,
                if(f.person != '' AND f.first_seen <= c.first_at, toString(f.channel), '(unattributed)') AS channel

@@ -18,18 +18,6 @@ WITH
         GROUP BY person
         HAVING purchases > 0 AND first_at >= {from:DateTime64(3, 'UTC')}
     ),
-    first_touch AS (
-        SELECT if(m.person_id != '', m.person_id,
-                  concat('p_', substring(lower(hex(SHA256(concat('anon:', t.anonymous_id)))), 1, 16))) AS person,
-               min(t.started_at) AS first_seen,
-               argMin(t.channel, (t.started_at, t.touch_id)) AS channel
-        FROM (
-            SELECT anonymous_id, touch_id, started_at, channel FROM touches FINAL
-            WHERE project = {project:String} AND NOT is_bot AND started_at < {to:DateTime64(3, 'UTC')}
-        ) AS t
-        LEFT JOIN idm AS m ON m.identifier = concat('anon:', t.anonymous_id)
-        GROUP BY person
-    ),
     spend_rows AS (
         SELECT s.channel AS channel,
                multiIf(s.currency = {currency:String}, toDecimal128(s.cost, 6),
