@@ -61,6 +61,7 @@ BATCH_SIZE = 20
 PLACEHOLDER = b"@@@@@@@@@@@@"  # 12 bytes, replaced per request by a unique fixed-width id
 ALL_PHASES = ("mt-single", "mt-batch", "kafka-single", "kafka-batch", "raw-single", "raw-batch", "p99", "latency")
 PACED_SHARE = 0.7  # the p99 phase paces at this share of the capacity measured in the same run
+KIND_NAME = {"single": "single", "batch": f"batch{BATCH_SIZE}"}
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -241,7 +242,13 @@ class _Shared:
 
 
 async def _connection(cid: int, port: int, template: bytes, st: _Shared, w_start: float, w_end: float,
-                      cap: int) -> None:
+                      cap: int, pace: tuple[float, float] | None = None) -> None:
+    """One keep-alive connection sending until the window ends. Closed loop (pace None): the next
+    request goes as soon as the answer is in; a request counts when sent and answered inside the
+    window. Open loop (pace = (interval, first)): one request every interval s from first on, and
+    a request counts when it was due inside the window; its latency counts from the scheduled time
+    when the previous answer came too late to send on time (the server's fault), else from the
+    actual send (a late timer wake-up of this client is not the server's fault)."""
     perf = time.perf_counter
     try:
         reader, writer = await asyncio.open_connection(HOST, port)
@@ -250,66 +257,17 @@ async def _connection(cid: int, port: int, template: bytes, st: _Shared, w_start
         st.sample_bad = st.sample_bad or f"connect: {exc!r}"
         return
     n = 0
+    interval, due = pace if pace else (0.0, 0.0)
     try:
-        while True:
+        while st.total < cap:
             t0 = perf()
-            if t0 >= w_end or st.total >= cap:
+            if pace is None:
+                if t0 >= w_end:
+                    break
+            elif due >= w_end:
                 break
-            writer.write(template.replace(PLACEHOLDER, b"%03d%09d" % (cid, n)))
-            n += 1
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            lower = head.lower()
-            i = lower.find(b"\r\ncontent-length:")
-            if i < 0:
-                raise RuntimeError(f"response without content-length: {head[:200]!r}")
-            j = lower.find(b"\r\n", i + 2)
-            length = int(lower[i + 17:j])
-            body = await reader.readexactly(length) if length else b""
-            t1 = perf()
-            st.total += 1
-            st.statuses[status] = st.statuses.get(status, 0) + 1
-            if status != 200:
-                st.non200_total += 1
-                if not st.sample_bad:
-                    st.sample_bad = f"{status}: {body[:300]!r}"
-            if w_start <= t0 and t1 <= w_end:
-                st.window += 1
-                st.lat.append((t1 - t0) * 1000.0)
-                if status != 200:
-                    st.non200_window += 1
-            if b"connection: close" in lower:
-                raise RuntimeError("server closed the keep-alive connection")
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, RuntimeError, ValueError) as exc:
-        st.errors += 1
-        st.sample_bad = st.sample_bad or f"connection {cid}: {exc!r}"
-    finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
-
-
-async def _paced_connection(cid: int, port: int, template: bytes, st: _Shared, w_start: float, w_end: float,
-                            cap: int, interval: float, first: float) -> None:
-    """Open loop: one request every `interval` s from `first` on. Latency counts from the scheduled
-    time when the previous answer came too late to send on time (the server's fault), else from
-    the actual send (a late timer wake-up of this client is not the server's fault)."""
-    perf = time.perf_counter
-    try:
-        reader, writer = await asyncio.open_connection(HOST, port)
-    except OSError as exc:
-        st.errors += 1
-        st.sample_bad = st.sample_bad or f"connect: {exc!r}"
-        return
-    n = 0
-    due = first
-    try:
-        while due < w_end and st.total < cap:
-            now = perf()
-            if now < due:
-                await asyncio.sleep(due - now)
+            elif t0 < due:
+                await asyncio.sleep(due - t0)
                 t0 = perf()
             else:
                 t0 = due  # behind schedule because the last answer was late
@@ -331,12 +289,14 @@ async def _paced_connection(cid: int, port: int, template: bytes, st: _Shared, w
                 st.non200_total += 1
                 if not st.sample_bad:
                     st.sample_bad = f"{status}: {body[:300]!r}"
-            if w_start <= due < w_end:
+            if (w_start <= due < w_end) if pace else (w_start <= t0 and t1 <= w_end):
                 st.window += 1
                 st.lat.append((t1 - t0) * 1000.0)
                 if status != 200:
                     st.non200_window += 1
             due += interval
+            if b"connection: close" in lower:
+                raise RuntimeError("server closed the keep-alive connection")
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, RuntimeError, ValueError) as exc:
         st.errors += 1
         st.sample_bad = st.sample_bad or f"connection {cid}: {exc!r}"
@@ -364,12 +324,10 @@ async def _load(port: int, template: bytes, seconds: float, conns: int, server_p
             marks[name] = (perf(), time.process_time(), cpu_seconds_of(server_pid) if server_pid else float("nan"),
                            main_thread_cpu_of(server_pid) if server_pid else float("nan"), busy, irq, steal)
 
-    if rate:  # open loop: connections take turns, together `rate` requests/s
-        interval = conns / rate
-        tasks = [asyncio.create_task(_paced_connection(c, port, template, st, w_start, w_end, cap, interval,
-                                                       start + 0.05 + c * interval / conns)) for c in range(conns)]
-    else:
-        tasks = [asyncio.create_task(_connection(c, port, template, st, w_start, w_end, cap)) for c in range(conns)]
+    interval = conns / rate if rate else 0.0  # open loop: connections take turns, together `rate` requests/s
+    tasks = [asyncio.create_task(_connection(c, port, template, st, w_start, w_end, cap,
+                                             (interval, start + 0.05 + c * interval / conns) if rate else None))
+             for c in range(conns)]
     tasks.append(asyncio.create_task(sampler()))
     _done, pending = await asyncio.wait(tasks, timeout=WARMUP_S + seconds + 15)  # hard time bound
     for t in pending:
@@ -596,30 +554,22 @@ def throughput(tmp: Path, args: argparse.Namespace, phases: set[str]) -> tuple[R
             targets.append(start_moneytrail(tmp, args, "kafka", prefix))
         if phases & {"raw-single", "raw-batch"}:
             targets.append(start_ceiling(tmp))
+        def phase(target: Target, kind: str, rate: float | None = None) -> LoadResult:
+            if args.wait_quiet > 0:
+                wait_quiet(args.wait_quiet)
+            label = f"{target.who} {KIND_NAME[kind]}{' paced' if rate else ''}"
+            return run_load(label, target.proc.port, target.templates[kind], 1 if kind == "single" else BATCH_SIZE,
+                            args.seconds, args.connections, target.proc.p.pid, rate=rate)
+
         for kind in ("single", "batch"):
             for target in targets:
-                if f"{PHASE_OF[target.who]}-{kind}" not in phases:
-                    continue
-                if args.wait_quiet > 0:
-                    wait_quiet(args.wait_quiet)
-                events = 1 if kind == "single" else BATCH_SIZE
-                label = f"{target.who} {'single' if kind == 'single' else f'batch{BATCH_SIZE}'}"
-                closed.setdefault(target.who, {})[kind] = run_load(
-                    label, target.proc.port, target.templates[kind], events, args.seconds, args.connections,
-                    target.proc.p.pid)
-        if "p99" in phases:
-            for kind in ("single", "batch"):
-                for target in targets:
-                    capacity = closed.get(target.who, {}).get(kind)
-                    if target.who == "ceiling" or capacity is None or capacity.rps <= 0:
-                        continue
-                    if args.wait_quiet > 0:
-                        wait_quiet(args.wait_quiet)
-                    events = 1 if kind == "single" else BATCH_SIZE
-                    label = f"{target.who} {'single' if kind == 'single' else f'batch{BATCH_SIZE}'} paced"
-                    paced.setdefault(target.who, {})[kind] = run_load(
-                        label, target.proc.port, target.templates[kind], events, args.seconds, args.connections,
-                        target.proc.p.pid, rate=capacity.rps * PACED_SHARE)
+                if f"{PHASE_OF[target.who]}-{kind}" in phases:
+                    closed.setdefault(target.who, {})[kind] = phase(target, kind)
+        for kind in ("single", "batch") if "p99" in phases else ():
+            for target in targets:
+                capacity = closed.get(target.who, {}).get(kind)
+                if target.who != "ceiling" and capacity is not None and capacity.rps > 0:
+                    paced.setdefault(target.who, {})[kind] = phase(target, kind, capacity.rps * PACED_SHARE)
     finally:
         for target in targets:
             t = time.perf_counter()
@@ -653,6 +603,7 @@ class LatencyResult:
 def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_event_timeout: float = 10.0) -> LatencyResult:
     import uvicorn
 
+    from collector.serving import uvicorn_config
     from moneytrail import root
 
     port = free_port()
@@ -663,9 +614,7 @@ def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_eve
     t = time.perf_counter()
     server = root.build_server(settings)
     _project, creds = server.projects.create("Latency")
-    config = uvicorn.Config(server.app, host=HOST, port=port, log_level="warning", timeout_graceful_shutdown=10,
-                            loop="uvloop", http="httptools", access_log=False)
-    userver = uvicorn.Server(config)
+    userver = uvicorn.Server(uvicorn_config(server.app, HOST, port))
     thread = threading.Thread(target=userver.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -759,7 +708,6 @@ def _fmt(x: float) -> str:
 SINGLE_RATIO_TARGET = 0.6  # issue 3: single events >= 0.6x the ceiling measured in the same run
 BATCH_EPS_TARGET = 50_000  # 20-event batches >= 50 000 events/s on one core
 P99_TARGET_MS = 20.0  # p99 <= 20 ms at 70% of capacity with the durable acknowledgement on
-KIND_NAME = {"single": "single", "batch": f"batch{BATCH_SIZE}"}
 
 
 def _verdict(ok: bool) -> str:

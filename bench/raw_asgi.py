@@ -1,7 +1,8 @@
 """The ceiling for bench/ingest.py: a bare ASGI callable that reads the request body, parses it
 with orjson.loads and answers 200 {"ok":true}. No framework, no routing, no validation, no bus.
 
-Run it the way `moneytrail serve` runs its app (one process, uvloop, httptools, log warning):
+Run it the way `moneytrail serve` runs its app (one process, collector.serving.uvicorn_config: uvloop,
+httptools, no access log, no proxy headers):
     uv run python bench/raw_asgi.py --port 8099
 """
 
@@ -55,13 +56,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 def main() -> None:
     import uvicorn
 
+    from collector.serving import uvicorn_config
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    # The same uvicorn options as `moneytrail serve` (moneytrail/cli.py).
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=10,
-                loop="uvloop", http="httptools", access_log=False)
+    # The same uvicorn settings as `moneytrail serve`: one function builds both (collector/serving.py).
+    uvicorn.Server(uvicorn_config(app, args.host, args.port)).run()
 
 
 if __name__ == "__main__":

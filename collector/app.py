@@ -75,17 +75,20 @@ class Hot:
 class Reply:
     """A hot route's answer: JSON bytes, status, extra headers."""
 
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("_plain", "body", "headers", "status")
 
     def __init__(self, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.body = body
         self.status = status
         self.headers = headers or {}
+        self._plain: list[tuple[bytes, bytes]] | None = None  # asgi_headers(None), kept for shared replies
 
     def response(self) -> Response:
         return Response(self.body, status_code=self.status, media_type="application/json", headers=self.headers)
 
     def asgi_headers(self, origin: str | None) -> list[tuple[bytes, bytes]]:
+        if origin is None and self._plain is not None:
+            return self._plain  # uvicorn copies the list; nobody changes it
         out = [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())]
         out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
         if origin and all(k != b"access-control-allow-origin" for k, _ in out):
@@ -93,11 +96,26 @@ class Reply:
             # it); what was refused was refused server-side, nothing is stored either way
             out.append((b"access-control-allow-origin", origin.encode("latin-1")))
             out.append((b"vary", b"Origin"))
+        elif origin is None:
+            self._plain = out
         return out
 
 
 def _reply(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Reply:
     return Reply(orjson.dumps(data), status, headers)
+
+
+# {"ok": true, "accepted": n} without CORS headers (server-side senders), one shared Reply per n
+_ACCEPTED: dict[int, Reply] = {}
+
+
+def _accepted(n: int) -> Reply:
+    reply = _ACCEPTED.get(n)
+    if reply is None:
+        reply = _reply({"ok": True, "accepted": n})
+        if len(_ACCEPTED) < 1024:
+            _ACCEPTED[n] = reply
+    return reply
 
 
 def _header_write_key(headers: Mapping[str, str]) -> str | None:
@@ -297,6 +315,8 @@ def create_app(
         if accepted is None:
             accepted = accepted_children[route] = metrics.accepted.labels(route)
         accepted.inc(len(records))
+        if not parsed.refused and not cors:
+            return _accepted(len(records))
         out: dict[str, Any] = {"ok": True, "accepted": len(records)}
         if parsed.refused:
             out["rejected"] = [r.as_json() for r in parsed.refused]

@@ -10,6 +10,7 @@ round trip.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from typing import Awaitable, Callable, Protocol
@@ -86,23 +87,37 @@ class _Waiter:
     """One publish call: its own future (cancelling it touches nobody else's), resolved when all
     the batches holding its records are acknowledged."""
 
-    __slots__ = ("future", "pending")
+    __slots__ = ("deadline", "future", "pending")
 
-    def __init__(self, future: asyncio.Future) -> None:
+    def __init__(self, future: asyncio.Future, deadline: float) -> None:
         self.future = future
         self.pending = 0
+        self.deadline = deadline  # loop time after which it gives up; inf: never
 
 
 class _Open:
     """One partition's batch being filled: the records of every request that arrived since the
     last round was sent, and who waits for them."""
 
-    __slots__ = ("builder", "records", "waiters")
+    __slots__ = ("builder", "expires", "records", "waiters")
 
     def __init__(self, builder: object) -> None:
         self.builder = builder
         self.records = 0
         self.waiters: list[_Waiter] = []
+        self.expires = _NEVER  # the earliest deadline among its waiters still waiting
+
+    def expire(self, now: float) -> None:
+        """Waiters past their deadline give up (TimeoutError); the batch itself still goes out."""
+        left = _NEVER
+        for w in self.waiters:
+            if w.future.done():
+                continue
+            if w.deadline <= now:
+                w.future.set_exception(TimeoutError("kafka did not acknowledge in time"))
+            elif w.deadline < left:
+                left = w.deadline
+        self.expires = left
 
     def done(self) -> None:
         for w in self.waiters:
@@ -114,6 +129,9 @@ class _Open:
         for w in self.waiters:
             if not w.future.done():
                 w.future.set_exception(exc)
+
+
+_NEVER = float("inf")
 
 
 def _expire(fut: asyncio.Future) -> None:
@@ -130,6 +148,9 @@ class KafkaBus:
     which is how the producer itself batches (one produce request in flight per broker)."""
 
     PARTITIONS_TTL_S = 30.0  # re-read a topic's partition count this often (topics can grow)
+    # Timeouts are checked by one sweep this often while anything waits, not by a timer per
+    # publish (call_later + cancel cost ~1-2 us a request): a caller gives up at most this late.
+    SWEEP_S = 0.05
 
     def __init__(self, bootstrap: str, prefix: str, request_timeout_ms: int = 10_000) -> None:
         self._bootstrap = bootstrap
@@ -137,7 +158,9 @@ class KafkaBus:
         self._timeout_ms = request_timeout_ms
         self._producer = None
         self._open: dict[tuple[str, int], _Open] = {}
+        self._inflight: list[_Open] = []  # the round sent, awaiting its acknowledgement
         self._flusher: asyncio.Task | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self._partitions: dict[str, tuple[float, list[int], dict[bytes, int]]] = {}
         self._murmur2: Callable[[bytes], int] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # kept: get_running_loop() costs a getpid() syscall
@@ -178,6 +201,9 @@ class KafkaBus:
                 except Exception:  # noqa: BLE001 - its waiters learn the outcome from their futures
                     pass
             self._fail_open(BusUnavailable("producer stopped"))
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                self._sweeper = None
             await producer.stop()  # flushes what is pending
 
     def _fail_open(self, exc: BaseException) -> None:
@@ -213,7 +239,9 @@ class KafkaBus:
                 raise
             except Exception as exc:
                 raise BusUnavailable(f"kafka metadata for {name}: {exc}") from exc
-        waiter = _Waiter(loop.create_future())
+        swept = timeout is not None and timeout >= self.SWEEP_S  # shorter ones get a timer of their own
+        deadline = loop.time() + timeout if swept else _NEVER
+        waiter = _Waiter(loop.create_future(), deadline)
         last: _Open | None = None
         for key, value in records:
             partition = cache.get(key)
@@ -239,6 +267,8 @@ class KafkaBus:
             if batch is not last and (not batch.waiters or batch.waiters[-1] is not waiter):
                 batch.waiters.append(waiter)
                 waiter.pending += 1
+                if deadline < batch.expires:
+                    batch.expires = deadline
             last = batch
         if waiter.pending == 0:
             return  # no records
@@ -246,13 +276,30 @@ class KafkaBus:
             self._flusher = loop.create_task(self._flush())
         # Our own future: a caller that gives up (timeout, cancel) ends only it, not the round
         # others wait on; the round still lands (and is deduplicated downstream if also spooled).
-        # The timeout is a timer on that future: cheaper than wait_for's task or asyncio.timeout.
-        timer = loop.call_later(timeout, _expire, waiter.future) if timeout is not None else None
-        try:
+        if swept:
+            if self._sweeper is None:
+                self._sweeper = loop.call_later(self.SWEEP_S, self._sweep)
             await waiter.future
-        finally:
-            if timer is not None:
+        elif timeout is None:
+            await waiter.future
+        else:
+            timer = loop.call_later(timeout, _expire, waiter.future)
+            try:
+                await waiter.future
+            finally:
                 timer.cancel()
+
+    def _sweep(self) -> None:
+        """Time out the waiters past their deadline, in open batches and in the round in flight."""
+        self._sweeper = None
+        now = self._loop.time()
+        waiting = False
+        for batch in itertools.chain(self._open.values(), self._inflight):
+            if batch.expires <= now:
+                batch.expire(now)
+            waiting = waiting or batch.expires != _NEVER
+        if waiting and self._producer is not None:
+            self._sweeper = self._loop.call_later(self.SWEEP_S, self._sweep)
 
     def _seal(self, name: str, partition: int) -> None:
         """A full batch: keep it for the next round under a key of its own, so the partition can
@@ -267,6 +314,7 @@ class KafkaBus:
             while self._open and self._producer is not None:
                 producer = self._producer
                 round_, self._open = self._open, {}
+                self._inflight = list(round_.values())  # swept for timeouts from now on
                 sent: list[tuple[asyncio.Future, _Open]] = []
                 for tp, batch in round_.items():
                     try:
@@ -282,7 +330,9 @@ class KafkaBus:
                         batch.fail(BusUnavailable(f"kafka did not acknowledge: {exc!r}"))
                         continue
                     batch.done()
+                self._inflight = []
         finally:
+            self._inflight = []
             if self._flusher is asyncio.current_task():
                 self._flusher = None
             if self._open and self._producer is None:

@@ -53,7 +53,7 @@ from ..privacy import normalise_phone
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
 from .base import why
 from .messaging import context_campaign
-from .signing import matches_hex, signed_json_items
+from .signing import signed_json_items
 
 HEADER = "x-moneytrail-signature"
 TOKEN_HEADER = "x-moneytrail-token"

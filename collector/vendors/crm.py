@@ -34,13 +34,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
 
-from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
+from .base import Accepted, Draft, Refused, VendorRequest, VendorResult
 from .base import why as _why
 from .signing import signed_json_items
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 from pydantic import ValidationError
 
 from schemas.families import PAYMENT, Payment

@@ -21,18 +21,30 @@ Counted (schema payment/1-0-0):
                                           previous_attributes.amount_refunded (cumulative otherwise)
 Every other type is answered 2xx with nothing counted (Stripe retries anything else for days).
 
-One payment, one event id: Checkout fires checkout.session.completed AND payment_intent.succeeded for
-the same money. Both drafts get event_id "stripe:payment:<pi_...>" (the PaymentIntent; a session
-without one falls back to its invoice, then its own id), so subscribing to both never counts the
-money twice and retries dedupe. Refunds are "stripe:<evt_...>": each charge.refunded is its own
-(partial) refund.
+One Stripe event, one event id; one payment, one payment id. Every draft's event_id is
+"stripe:<evt_...>" (Stripe repeats the evt id on each retry, so retries dedupe). Checkout fires
+checkout.session.completed AND payment_intent.succeeded for the same money: both drafts carry the same
+payment_id, so the conversions they make share one conversion id ("payment:stripe:<payment_id>") and
+subject (the payment identifier) and the money is counted once downstream. They must NOT share an
+event_id: the warehouse keeps one raw row per event_id (the last received), and the PaymentIntent copy
+lacks the Session's anonymous id, campaign and phone (Session metadata and client_reference_id are not
+copied to the PaymentIntent), so a replay from raw_events would lose the visitor whenever the
+PaymentIntent event arrived last (Stripe does not order deliveries). With two raw rows both copies'
+identity links survive any arrival order and any replay.
+The payment id is the PaymentIntent's id, except for a PaymentIntent an invoice created
+(PaymentIntent.invoice: subscriptions; the Session then has payment_intent null and names the
+invoice): the invoice's id, which is what that Session falls back to, so a subscription's first
+payment is one payment too. A Session with neither falls back to its own id. Refunds carry
+refund_of = the same id (charge.invoice, else charge.payment_intent, else the charge). From API
+version 2025-03-31 Stripe dropped PaymentIntent.invoice: on such endpoints subscribe a subscription
+Checkout to checkout.session.completed OR payment_intent.succeeded, not both.
 
 Identity: email and phone (customer_details, customer_email, receipt_email, billing_details,
 shipping), the Customer as crm_contact "stripe:cus_..." (Stripe's customer record is the merchant's
 person-grade customer id, stable across that customer's payments; it is not the merchant's own
-login id, which is `user`), the PaymentIntent as payment "stripe:pi_..." (vendor-made ids are
-namespaced like amocrm.py's, so two systems never collide; a refund carries its payment's, which is
-how it joins), metadata.order_id as order (the merchant's own id: not namespaced),
+login id, which is `user`), the payment id as payment "stripe:pi_..." (or "stripe:in_..."; vendor-made
+ids are namespaced like amocrm.py's, so two systems never collide; a refund carries its payment's,
+which is how it joins), metadata.order_id as order (the merchant's own id: not namespaced),
 metadata.deal_id as deal; our anonymous id from metadata.moneytrail_anonymous_id /
 metadata.anonymous_id or client_reference_id; metadata.user_id (the merchant's login id) as user_id;
 metadata utm_* as the campaign. Checkout Session metadata is NOT copied to the PaymentIntent: pass
@@ -167,9 +179,9 @@ def map_request(req: VendorRequest) -> VendorResult:
     at = _time(event.get("created"), req.received_at)
     try:
         if kind.startswith("checkout.session."):
-            out = _session(kind, obj, at, mode)
+            out = _session(evt_id, kind, obj, at, mode)
         elif kind == "payment_intent.succeeded":
-            out = _payment_intent(obj, at)
+            out = _payment_intent(evt_id, obj, at)
         else:
             out = _refund(evt_id, obj, data.get("previous_attributes"), at)
     except (ValidationError, ValueError, TypeError) as exc:
@@ -179,7 +191,7 @@ def map_request(req: VendorRequest) -> VendorResult:
     return Accepted((out,))
 
 
-def _session(kind: str, s: dict[str, Any], at: datetime, mode: str) -> Draft | str:
+def _session(evt_id: str, kind: str, s: dict[str, Any], at: datetime, mode: str) -> Draft | str:
     status = s.get("payment_status")
     if kind == "checkout.session.completed" and status != "paid":
         if status == "unpaid":
@@ -189,8 +201,11 @@ def _session(kind: str, s: dict[str, Any], at: datetime, mode: str) -> Draft | s
     details = _dict(s.get("customer_details"))
     meta = _meta(s)
     pi = _id(s.get("payment_intent"))
+    payment_id = pi or _id(s.get("invoice")) or _opt(s.get("id"))
+    if not payment_id:
+        raise ValueError("the session has no id")
     who = _who(meta, email=details.get("email") or s.get("customer_email"), phone=details.get("phone"),
-               customer=s.get("customer"), payment=pi)
+               customer=s.get("customer"), payment=payment_id)
     anonymous_id, user_id = _ids_of(meta)
     ref = _opt(s.get("client_reference_id"))
     if ref:
@@ -200,16 +215,13 @@ def _session(kind: str, s: dict[str, Any], at: datetime, mode: str) -> Draft | s
             user_id = ref
         elif mode == "order":
             who.setdefault("order", ref)
-    payment_id = pi or _id(s.get("invoice")) or _opt(s.get("id"))
-    if not payment_id:
-        raise ValueError("the session has no id")
     payment = _payment(payment_id, "payment", _major(s.get("amount_total"), s.get("currency"), "amount_total"),
                        s.get("currency"), who, meta)
-    return Draft(schema=PAYMENT, event_id=f"stripe:payment:{payment_id}", timestamp=at, properties=payment,
+    return Draft(schema=PAYMENT, event_id=f"stripe:{evt_id}", timestamp=at, properties=payment,
                  identity=who, anonymous_id=anonymous_id, user_id=user_id, campaign=_campaign(meta))
 
 
-def _payment_intent(pi: dict[str, Any], at: datetime) -> Draft | str:
+def _payment_intent(evt_id: str, pi: dict[str, Any], at: datetime) -> Draft | str:
     pi_id = _opt(pi.get("id"))
     if not pi_id:
         raise ValueError("the PaymentIntent has no id")
@@ -220,11 +232,12 @@ def _payment_intent(pi: dict[str, Any], at: datetime) -> Draft | str:
         return "amount_received is 0"
     meta = _meta(pi)
     shipping = _dict(pi.get("shipping"))
+    payment_id = _id(pi.get("invoice")) or pi_id  # the invoice that created it: what its Session names
     who = _who(meta, email=pi.get("receipt_email"), phone=shipping.get("phone"), customer=pi.get("customer"),
-               payment=pi_id)
+               payment=payment_id)
     anonymous_id, user_id = _ids_of(meta)
-    payment = _payment(pi_id, "payment", amount, pi.get("currency"), who, meta)
-    return Draft(schema=PAYMENT, event_id=f"stripe:payment:{pi_id}", timestamp=at, properties=payment,
+    payment = _payment(payment_id, "payment", amount, pi.get("currency"), who, meta)
+    return Draft(schema=PAYMENT, event_id=f"stripe:{evt_id}", timestamp=at, properties=payment,
                  identity=who, anonymous_id=anonymous_id, user_id=user_id, campaign=_campaign(meta))
 
 
@@ -242,7 +255,7 @@ def _refund(evt_id: str, ch: dict[str, Any], previous: Any, at: datetime) -> Dra
     if minor <= 0:
         return f"nothing newly refunded (amount_refunded {total}, before {before})"
     charge_id = _opt(ch.get("id"))
-    original = _id(ch.get("payment_intent")) or charge_id
+    original = _id(ch.get("invoice")) or _id(ch.get("payment_intent")) or charge_id
     if not original:
         raise ValueError("the charge has neither an id nor a payment_intent")
     meta = _meta(ch)

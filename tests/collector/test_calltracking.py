@@ -1,7 +1,6 @@
 from datetime import datetime, timedelta, timezone
 
 import httpx
-import pytest
 
 from collector.app import create_app
 from collector.calltracking import Pool, PoolConfig, display

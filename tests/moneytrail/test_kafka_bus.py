@@ -90,3 +90,40 @@ async def test_a_caller_that_gives_up_cancels_only_itself_and_a_stopped_bus_refu
         await bus.stop()
     with pytest.raises(BusUnavailable):
         await bus.publish(RAW, [(b"shop:a", b"late")])
+
+
+async def test_callers_time_out_by_the_sweep_in_open_and_in_flight_batches_and_the_rest_still_lands(
+        kafka_bootstrap: str) -> None:
+    prefix = f"test-bus-{uuid.uuid4().hex[:8]}"
+    await ensure_topics(kafka_bootstrap, prefix, partitions=1)
+    bus = KafkaBus(kafka_bootstrap, prefix)
+    await bus.start()
+    loop = asyncio.get_running_loop()
+    try:
+        await bus.publish(RAW, [(b"shop:a", b"zero")])
+        gate = asyncio.Event()  # the broker "hangs": the round stays in flight until the gate opens
+        real_send = bus._producer.send_batch  # noqa: SLF001
+
+        async def held(*args, **kwargs):
+            await gate.wait()
+            return await real_send(*args, **kwargs)
+
+        bus._producer.send_batch = held  # noqa: SLF001
+        started = loop.time()
+        in_flight = asyncio.ensure_future(bus.publish(RAW, [(b"shop:a", b"one")], timeout=0.2))
+        await asyncio.sleep(0.02)  # its round is taken and being sent
+        queued = asyncio.ensure_future(bus.publish(RAW, [(b"shop:a", b"two")], timeout=0.3))  # the next round
+        patient = asyncio.ensure_future(bus.publish(RAW, [(b"shop:a", b"three")]))
+        with pytest.raises(TimeoutError):
+            await in_flight
+        waited = loop.time() - started
+        assert 0.2 <= waited < 0.2 + 2 * KafkaBus.SWEEP_S + 0.3, waited
+        with pytest.raises(TimeoutError):
+            await queued
+        assert 0.3 <= loop.time() - started and not patient.done()
+        gate.set()
+        await asyncio.wait_for(patient, 10)
+        got = await _read_all(kafka_bootstrap, kafka_topic(prefix, RAW), 4)
+        assert sorted(r.value for r in got) == [b"one", b"three", b"two", b"zero"]  # given up on, still sent
+    finally:
+        await bus.stop()

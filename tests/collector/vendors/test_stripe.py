@@ -29,6 +29,8 @@ SECRET = "whsec_test_FAKEsecret"
 VECTOR_T = 1717000123
 VECTOR = "t=1717000123,v1=f09f6f4da3fb13ab4cb594eb3c7f89142143cae418415c1eef6847a5f6a8f800"
 PI = "pi_3PAbCdEfGhIjKlMn0aBcDeFg"
+SESSION_EVT, PI_EVT = "evt_1PAbCdEfGhIjKlMnOpQrStUv", "evt_3PAbCdEfGhIjKlMn0zZzZzZz"
+ANON = "anon_7f3c2a9e-1b44-4c1e-9a55-0c6d2e8f1a10"
 
 
 def _at(t: float) -> datetime:
@@ -187,7 +189,7 @@ def test_we_never_accept_a_header_stripe_python_rejects(noise, genuine_t, genuin
 
 def test_checkout_session_completed_is_the_payment_with_our_anonymous_id():
     d = _one(_signed("stripe_checkout.session.completed.json"))
-    assert d.event_id == f"stripe:payment:{PI}"
+    assert d.event_id == f"stripe:{SESSION_EVT}"
     assert d.timestamp == _at(1717000123)
     p = d.properties
     assert (p.provider, p.payment_id, p.kind, p.currency, p.status) == ("stripe", PI, "payment", "USD", "succeeded")
@@ -199,15 +201,91 @@ def test_checkout_session_completed_is_the_payment_with_our_anonymous_id():
     assert d.campaign == {"source": "google", "campaign": "spring_sale"}
 
 
-def test_payment_intent_succeeded_is_the_same_payment_so_both_subscriptions_count_it_once():
+def test_payment_intent_succeeded_is_the_same_payment_under_its_own_event_id():
     session = _one(_signed("stripe_checkout.session.completed.json"))
     d = _one(_signed("stripe_payment_intent.succeeded.json"))
-    assert d.event_id == session.event_id == f"stripe:payment:{PI}"
-    assert d.properties == session.properties
+    # two Stripe events, two raw rows; one payment: same payment_id, same payment identifier
+    assert (session.event_id, d.event_id) == (f"stripe:{SESSION_EVT}", f"stripe:{PI_EVT}")
+    assert d.properties == session.properties and d.identity["payment"] == session.identity["payment"]
     assert d.timestamp == _at(1717000120)
     assert d.identity == {"email": "buyer@example.com", "crm_contact": "stripe:cus_QAbCdEfGhIjKlM",
                           "payment": f"stripe:{PI}", "order": "ORD-10492"}
     assert d.anonymous_id is None and d.campaign == {}
+
+
+def _replayed(arrivals: list[str]) -> tuple[dict, dict, dict]:
+    """The fixtures delivered in this order, kept as raw_events keeps them (one row per event_id,
+    the last received wins), then replayed: stage 1 and the persons stage, with one Paid Search
+    visit of our visitor before the payment. Returns (raw rows by event_id, conversion rows by
+    conversion_id, last_touch credits by channel)."""
+    from schemas import topics
+    from stream_processors.channels import ChannelRules
+    from stream_processors.outputs import records_of
+    from stream_processors.steps import ProcessorConfig, process
+    from tests.stream_processors.test_persons import PROJECT, net_credits, run, touch
+
+    rules = IngestRules(Hasher(b"k" * 32))
+    raw: dict[str, bytes] = {}
+    for name in arrivals:
+        env = envelope_of_draft(_one(_signed(name)), PROJECT, _at(VECTOR_T + 60), rules)
+        raw[env.event_id] = env.to_bytes()  # ReplacingMergeTree(received_at) ORDER BY (project, event_id)
+    records = [touch("t-visit", ANON, _at(VECTOR_T - 3600), "Paid Search", "google")]
+    conversions: dict[str, dict] = {}
+    for payload in raw.values():
+        _, result = process(ProcessorConfig(ChannelRules.load()), None, payload)
+        for topic, recs in records_of(result).items():
+            rows = [orjson.loads(v) for _, v in recs]
+            records += [(topic, r) for r in rows if topic in (topics.LINKS, topics.CONVERSIONS)]
+            conversions.update((r["conversion_id"], r) for r in rows if topic == topics.CONVERSIONS)
+    out, _, _ = run(records)
+    by_channel: dict[str, Decimal] = {}
+    for (_cid, model, _touch, channel), (_w, amount) in net_credits(out[topics.CREDITS]).items():
+        if model == "last_touch":
+            by_channel[channel] = by_channel.get(channel, Decimal(0)) + amount
+    return {k: Envelope.from_bytes(v) for k, v in raw.items()}, conversions, by_channel
+
+
+@pytest.mark.parametrize("order", ["session first", "payment intent first"])
+def test_checkout_and_its_payment_intent_in_any_order_are_one_payment_of_our_visitor_after_a_replay(order):
+    names = ["stripe_checkout.session.completed.json", "stripe_payment_intent.succeeded.json"]
+    raw, conversions, credited = _replayed(names if order == "session first" else names[::-1])
+    # credited once, in full, to our visitor's visit: 49.90 for the payment and for the sale
+    assert credited == {"Paid Search": Decimal("99.80")}
+    # one payment and one sale (the warehouse keeps one row per conversion id), on the payment
+    assert sorted(conversions) == [f"payment:stripe:{PI}", f"sale:payment:stripe:{PI}"]
+    assert {c["subject"] for c in conversions.values()} == {f"payment:stripe:{PI}"}
+    # both raw rows survive (one event id each): the session's anonymous id is still stored
+    assert {e.event_id: e.anonymous_id for e in raw.values()} == {f"stripe:{SESSION_EVT}": ANON,
+                                                                   f"stripe:{PI_EVT}": None}
+
+
+def _subscription(kind: str) -> bytes:
+    """A subscription Checkout (no PaymentIntent on the Session; its first invoice made one), the
+    invoice's PaymentIntent, and that charge's refund: the saved payloads as Stripe sends them for
+    such a payment (API 2024-06-20: payment_intent null on the Session, PaymentIntent.invoice and
+    Charge.invoice set)."""
+    name = {"session": "stripe_checkout.session.completed.json", "pi": "stripe_payment_intent.succeeded.json",
+            "refund": "stripe_charge.refunded.json"}[kind]
+    event = orjson.loads(fixture_bytes(name))
+    obj = event["data"]["object"]
+    if kind == "session":
+        obj.update(mode="subscription", payment_intent=None, invoice="in_1PSuBsCrIpTiOnFAKE", subscription="sub_1FAKE")
+    else:
+        obj.update(invoice="in_1PSuBsCrIpTiOnFAKE")
+    return orjson.dumps(event)
+
+
+def test_a_subscription_checkout_and_its_invoices_payment_intent_are_one_payment():
+    drafts = {}
+    for kind in ("session", "pi", "refund"):
+        body = _subscription(kind)
+        drafts[kind] = _one(_map(body, _header(body, VECTOR_T, SECRET), _at(VECTOR_T)))
+    session, pi, refund = drafts["session"], drafts["pi"], drafts["refund"]
+    assert session.properties.payment_id == pi.properties.payment_id == "in_1PSuBsCrIpTiOnFAKE"
+    assert session.identity["payment"] == pi.identity["payment"] == "stripe:in_1PSuBsCrIpTiOnFAKE"
+    assert session.event_id != pi.event_id and session.anonymous_id == ANON
+    assert refund.properties.refund_of == "in_1PSuBsCrIpTiOnFAKE"
+    assert refund.identity["payment"] == "stripe:in_1PSuBsCrIpTiOnFAKE"
 
 
 def test_charge_refunded_in_full_is_a_refund_of_the_payment():
@@ -245,7 +323,8 @@ def test_a_refund_event_that_refunded_nothing_new_is_ignored():
 
 def test_async_payment_succeeded_takes_metadata_ids_over_client_reference_id():
     d = _one(_signed("stripe_checkout.session.async_payment_succeeded.json"))
-    assert d.event_id == "stripe:payment:pi_3PBsEpAaSyNcFAKE0sEpA123"
+    assert d.event_id == "stripe:evt_1PBsEpAaSyNcFAKE0000asyn"
+    assert d.properties.payment_id == "pi_3PBsEpAaSyNcFAKE0sEpA123"
     assert d.properties.amount == Decimal("120.00") and d.properties.currency == "EUR"
     assert d.properties.deal_id == "amocrm-lead-88123"
     assert d.anonymous_id == "anon_0b6e5f7a-2c1d-4e3f-8a9b-7c6d5e4f3a2b" and d.user_id == "u-20931"
@@ -413,6 +492,6 @@ async def test_through_the_route_a_wrong_or_301_s_old_signature_is_400_and_nothi
         r = await client.post("/webhooks/stripe/whs_t", content=body, headers=good)
         assert r.status_code == 200, r.text
     (env,) = published
-    assert env.event_id == f"stripe:payment:{PI}" and env.properties["amount"] == "49.90"
-    assert env.anonymous_id == "anon_7f3c2a9e-1b44-4c1e-9a55-0c6d2e8f1a10"
+    assert env.event_id == f"stripe:{SESSION_EVT}" and env.properties["amount"] == "49.90"
+    assert env.anonymous_id == ANON
     assert env.ids["crm_contact"] == "stripe:cus_QAbCdEfGhIjKlM" and env.ids["phone"].startswith("h_")
