@@ -63,6 +63,9 @@ class ReportRequest:
     model: str = "last_non_direct"
     currency: str = "KZT"
     lookback_days: int = 90
+    # a person's lead within this many days after their previous lead is a repeat and counts nothing
+    # (MONEYTRAIL_LEAD_REPEAT_DAYS: the live credits use the same setting)
+    lead_repeat_days: int = 30
     group_by: str = "channel"  # channel | source | campaign (channels, campaigns' top level, models)
     margin: Decimal | None = None  # gross margin 0..1: the channel report's ROMI
     # paths / datadriven: which conversions end a path, repeats folded, Markov order, bootstrap
@@ -78,7 +81,8 @@ def _bounds(req: ReportRequest) -> dict[str, Any]:
     end = datetime.combine(req.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
     fmt = "%Y-%m-%d %H:%M:%S.000"
     return {"project": req.project, "from": start.strftime(fmt), "to": end.strftime(fmt), "model": req.model,
-            "currency": req.currency, "lookback": req.lookback_days, "group_by": req.group_by,
+            "currency": req.currency, "lookback": req.lookback_days, "lead_repeat": req.lead_repeat_days,
+            "group_by": req.group_by,
             "margin": "" if req.margin is None else str(req.margin), "half_life": HALF_LIFE_DAYS,
             "models": _models_param(QUERY_TIME_MODELS if req.name == "models" else (req.model,)),
             "label": "drill" if req.name == "campaigns" else req.group_by}

@@ -111,7 +111,7 @@ def serve(
     sink: Optional[bool] = typer.Option(None, "--sink/--no-sink", help="distributed mode: also run the Kafka->warehouse sink here (default: when the warehouse is chDB)"),
 ) -> None:
     """Run the collector, reports and (embedded mode) processors and warehouse in this process."""
-    import uvicorn
+    from collector.serving import uvicorn_config
 
     _GracefulServer = _graceful_server_class()
     settings = root.load_settings(data_dir=data_dir, host=host, port=port)
@@ -123,10 +123,7 @@ def serve(
         server = root.build_server(settings, admin_token=admin, with_sink=sink)
         mode = "embedded" if settings.embedded else f"distributed (bus {settings.bus})"
         err.print(f"moneytrail {mode}: collector and reports on {settings.base_url}, warehouse {settings.warehouse_display}")
-        # no access log: uvicorn formats each line's fields before the logger drops it (~2 us a request)
-        config = uvicorn.Config(server.app, host=settings.host, port=settings.port, log_level="warning",
-                                timeout_graceful_shutdown=10, loop="uvloop", http="httptools", access_log=False)
-        _GracefulServer(config).run()
+        _GracefulServer(uvicorn_config(server.app, settings.host, settings.port)).run()
     finally:
         lock.release()
 
@@ -153,7 +150,7 @@ def demo(
     from . import demo as demo_business
 
     _GracefulServer = _graceful_server_class()
-    import uvicorn
+    from collector.serving import uvicorn_config
 
     settings = root.load_settings(data_dir=data_dir, host=host, port=port)
     _logging("warning")
@@ -175,8 +172,7 @@ def demo(
             server.projects.configure(project.project_id, vendor, values)
         credentials = {"project": project.project_id, "write_key": creds.write_key, "read_token": creds.read_token,
                        "webhook_secret": creds.webhook_secret}
-        uv = _GracefulServer(uvicorn.Config(server.app, host=settings.host, port=settings.port, log_level="warning",
-                                            timeout_graceful_shutdown=10, loop="uvloop", http="httptools"))
+        uv = _GracefulServer(uvicorn_config(server.app, settings.host, settings.port))
 
         def load_then_announce() -> None:
             while not uv.started:
@@ -540,7 +536,8 @@ def report(
         try:
             project = project or _only_project([p.project_id for p in store.list()])
             try:
-                result = reports.run(wh, root.report_request(name, project, query, settings.default_currency))
+                result = reports.run(wh, root.report_request(name, project, query, settings.default_currency,
+                                                                     settings.lookback_days, settings.lead_repeat_days))
             except (LookupError, ValueError) as exc:
                 err.print(f"[red]{exc}[/red]")
                 raise typer.Exit(2)

@@ -92,6 +92,7 @@ BUSINESS = "Mebel Almaty"
 SITE = "https://mebel-almaty.kz"
 CURRENCY = "KZT"
 LOOKBACK_DAYS = 90
+LEAD_REPEAT_DAYS = 30  # the server's default MONEYTRAIL_LEAD_REPEAT_DAYS
 UNATTRIBUTED = "(unattributed)"
 WEBHOOK_SLOT = "{webhook_secret}"  # replaced by the project's webhook secret at load time
 BATCH = 100  # Segment messages per /v1/batch request
@@ -1163,8 +1164,25 @@ def _pick(visits: list[Visit], at: datetime, model: str, lookback_days: int) -> 
 MODELS = ("first_touch", "last_touch", "last_non_direct")
 
 
+def repeat_leads(plan: DemoPlan, lead_repeat_days: int = LEAD_REPEAT_DAYS) -> set[str]:
+    """The leads the server counts as repeats: a person's lead within lead_repeat_days after their
+    previous lead (an enquiry and the CRM deal made from it; the demo's person is the server's:
+    every lead names the person's phone)."""
+    leads: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for c in plan.conversions:
+        if c.kind == "lead":
+            leads[c.person].append((c.at, c.conversion_id))
+    repeats: set[str] = set()
+    for rows in leads.values():
+        rows.sort()
+        repeats |= {cid for (before, _), (at, cid) in zip(rows, rows[1:])
+                    if at - before <= timedelta(days=lead_repeat_days)}
+    return repeats
+
+
 def ground_truth(plan: DemoPlan, lookback_days: int = LOOKBACK_DAYS) -> dict[str, Any]:
     """Who is who, the true and the expected (server-side) channel of every conversion, totals."""
+    repeats = repeat_leads(plan)
     by_person: dict[str, list[Visit]] = defaultdict(list)
     by_anon: dict[str, list[Visit]] = defaultdict(list)
     for v in plan.visits:
@@ -1177,7 +1195,7 @@ def ground_truth(plan: DemoPlan, lookback_days: int = LOOKBACK_DAYS) -> dict[str
         server = {m: _pick(by_anon[c.anon], c.at, m, lookback_days) if c.anon else UNATTRIBUTED for m in MODELS}
         conversions.append({"conversion_id": c.conversion_id, "kind": c.kind, "via": c.via, "at": _iso_z(c.at),
                             "person": c.person, "anonymous_id": c.anon, "value": f"{c.value:.2f}", **c.ref,
-                            "live": c.live, "true": true, "expected": server})
+                            "live": c.live, "repeat": c.conversion_id in repeats, "true": true, "expected": server})
     spend_by_source: dict[str, Decimal] = defaultdict(Decimal)
     spend_by_channel: dict[str, Decimal] = defaultdict(Decimal)
     for r in plan.spend_rows:
@@ -1192,7 +1210,7 @@ def ground_truth(plan: DemoPlan, lookback_days: int = LOOKBACK_DAYS) -> dict[str
         for c in conversions:
             ch = c[which][model]
             if c["kind"] == "lead":
-                rows[ch]["leads"] += 1
+                rows[ch]["leads"] += 0 if c["repeat"] else 1
             elif c["kind"] == "sale":
                 rows[ch]["sales"] += 1
             else:
@@ -1221,7 +1239,8 @@ def ground_truth(plan: DemoPlan, lookback_days: int = LOOKBACK_DAYS) -> dict[str
         "to": (plan.today if plan.live else plan.end.date() - timedelta(days=1)).isoformat(),
         "lookback_days": lookback_days,
         "notes": ("totals count as the server counts: leads = forms + unique inbound calls + WhatsApp chats + CRM deals "
-                  "created; sales = won deals + payments that name no deal; revenue = payments + refunds. 'true' = "
+                  f"created, a person's lead within {LEAD_REPEAT_DAYS} days after their previous one being a repeat "
+                  "that counts nothing (the CRM deal made from an enquiry); sales = won deals + payments that name no deal; revenue = payments + refunds. 'true' = "
                   "over all the person's visits on every device; 'expected' = what a cookie-only join can see (the "
                   "conversion's own visitor id, or the lease for live calls; no identity stitching): the baseline that "
                   "stitching must beat. A WhatsApp chat's "
@@ -1230,7 +1249,8 @@ def ground_truth(plan: DemoPlan, lookback_days: int = LOOKBACK_DAYS) -> dict[str
         "persons": plan.persons,
         "conversions": conversions,
         "totals": {
-            "visits": len(plan.visits), "leads": kinds["lead"], "sales": kinds["sale"], "revenue": f"{revenue:.2f}",
+            "visits": len(plan.visits), "leads": kinds["lead"] - len(repeats), "repeat_leads": len(repeats),
+            "sales": kinds["sale"], "revenue": f"{revenue:.2f}",
             "payments": kinds["payment"], "refunds": kinds["refund"], "spend": f"{spend:.2f}",
             "leads_by_kind": dict(sorted(leads_by_via.items())),
             "enquiries": leads_by_via["form"] + leads_by_via["call"] + leads_by_via["message"],

@@ -78,7 +78,8 @@ def processor_config(settings: Settings) -> ProcessorConfig:
 
 def persons_config(settings: Settings) -> PersonsConfig:
     return PersonsConfig(lookback=timedelta(days=settings.lookback_days),
-                         max_verified_phones=settings.max_verified_phones)
+                         max_verified_phones=settings.max_verified_phones,
+                         lead_repeat=timedelta(days=settings.lead_repeat_days))
 
 
 def sink_topics() -> tuple[str, ...]:
@@ -99,9 +100,11 @@ def _whole(query: dict[str, str], key: str, default: int, low: int, high: int) -
     return value
 
 
-def report_request(name: str, project: str, query: dict[str, str], default_currency: str = "KZT") -> reports.ReportRequest:
+def report_request(name: str, project: str, query: dict[str, str], default_currency: str = "KZT",
+                   lookback_days: int = 90, lead_repeat_days: int = 30) -> reports.ReportRequest:
     """Report parameters from the query string, with clear errors (an unknown one is refused, so a
-    typo never silently gives the default)."""
+    typo never silently gives the default). The defaults of the lookback and the repeat-lead rule
+    are the live credits' own settings, so a report without parameters gives the live numbers."""
     unknown = sorted(set(query) - set(REPORT_PARAMETERS))
     if unknown:
         raise ValueError(f"unknown parameter {', '.join(unknown)}; parameters: {', '.join(REPORT_PARAMETERS)}")
@@ -139,7 +142,7 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ValueError("currency must be a 3-letter ISO code such as KZT or RUB")
     try:
-        lookback = int(query.get("lookback_days") or 90)
+        lookback = int(query.get("lookback_days") or lookback_days)
     except ValueError:
         raise ValueError("lookback_days must be a whole number of days") from None
     if not 1 <= lookback <= 3650:
@@ -151,6 +154,7 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
     if collapse not in ("true", "false", "1", "0"):
         raise ValueError("collapse must be true or false")
     return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback,
+                                 lead_repeat_days=lead_repeat_days,
                                  group_by=group_by, margin=margin, kind=kind, collapse=collapse in ("true", "1"),
                                  order=_whole(query, "order", 1, 1, 4), resamples=_whole(query, "resamples", 100, 0, 2000),
                                  seed=_whole(query, "seed", 0, 0, 2**31 - 1))
@@ -198,7 +202,8 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
     )
 
     async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:
-        req = report_request(name, project, query, settings.default_currency)
+        req = report_request(name, project, query, settings.default_currency, settings.lookback_days,
+                             settings.lead_repeat_days)
         return await asyncio.to_thread(reports.run, wh, req)
 
     server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]

@@ -23,6 +23,16 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
+def write_many(store: "StateStore", items: dict[bytes, bytes]) -> None:
+    """Several writes at once: one RocksDB write batch when the store has one."""
+    many = getattr(store, "write_many", None)
+    if many is not None:
+        many(items)
+    else:
+        for key, value in items.items():
+            store[key] = value
+
+
 class RocksState:
     def __init__(self, path: Path) -> None:
         from rocksdict import Rdict
@@ -35,6 +45,14 @@ class RocksState:
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         self._db[key] = value
+
+    def write_many(self, items: dict[bytes, bytes]) -> None:
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch()
+        for key, value in items.items():
+            batch.put(key, value)
+        self._db.write(batch)
 
     def items_with_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.items(from_key=prefix):
@@ -59,17 +77,20 @@ class EmbeddedRunner:
         self.processed = 0
 
     async def handle_raw(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+        """Outputs are published before the visitors' new states are written (see faust_app)."""
         merged: dict[str, list[tuple[bytes, bytes]]] = {}
+        states: dict[bytes, bytes] = {}
         for key, value in records:
-            visitor = load_visitor(self._visitors.get(key))
+            visitor = load_visitor(states[key] if key in states else self._visitors.get(key))
             new, result = process(self._config, visitor, value)
             if new is not visitor and new is not None:
-                self._visitors[key] = new.to_bytes()
+                states[key] = new.to_bytes()
             for out_topic, recs in records_of(result).items():
                 merged.setdefault(out_topic, []).extend(recs)
             self.processed += 1
         for out_topic, recs in merged.items():
             await self._publish(out_topic, recs)
+        write_many(self._visitors, states)
 
     def close(self) -> None:
         self._visitors.close()

@@ -8,9 +8,13 @@ dead-letter record (the step says so) and the agent goes on.
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import faust
+from faust.streams import _current_event  # the context variable Faust's tables read the partition from
 
 from schemas import topics
 
@@ -36,6 +40,34 @@ class TableStore:
         return ((k, v) for k, v in list(self._table.items()) if k.startswith(prefix))
 
 log = logging.getLogger("moneytrail.worker")
+
+
+async def changelog_delivered(app: faust.App) -> None:
+    """Wait until the table writes made so far are acknowledged by Kafka.
+
+    A table write puts its changelog record in Faust's producer buffer. Faust's commit flushes that
+    buffer for at most 0.1 s a message and then commits the offsets anyway, so after a crash the
+    events could be committed while their state writes never reached the changelog: the state is
+    lost for good (seen in tests/integration/test_faust_restart.py: leads stored nowhere, their
+    touches never credited). The agents call this before their events are acknowledged."""
+    buffer = app.producer.buffer
+    while buffer.size:
+        await buffer.flush()
+    await app.producer.flush()  # the Kafka client's own batches, acks=all
+
+
+@contextmanager
+def as_current(event: "faust.EventT") -> Iterator[None]:
+    """Table writes inside go to this event's partition (store and changelog).
+
+    Only the context variable of the agent's own task is set: Stream._set_current_event would also
+    set the stream's attribute that take_events' background buffer reads, and clearing it there
+    crashed the stream ("Take buffer found current_event is None") and stalled the worker."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConfig,
@@ -74,14 +106,31 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
 
     @app.agent(raw, name="enrich")
     async def enrich(stream):  # noqa: ANN001 - faust's stream type
-        async for event in stream.events():
-            visitor = load_visitor(visitors.get(event.key))
-            new, result = process(config, visitor, event.value)
-            if new is not visitor and new is not None:
-                visitors[event.key] = new.to_bytes()
-            for name, records in records_of(result).items():
-                for key, value in records:
-                    await out[name].send(key=key, value=value)
+        # Batches, like the persons stage: the outputs of a batch are sent and acknowledged before
+        # the visitors' new states are written, so a crash in between re-processes the events
+        # against the old states and emits the same touches again (a state written first would
+        # make the redelivered event look seen and its touch would never be emitted).
+        async for events in stream.take_events(500, within=0.2):
+            states: dict[bytes, tuple[object, bytes]] = {}
+            sent = []
+            for event in events:
+                if event.key in states:
+                    stored = states[event.key][1]
+                else:
+                    with as_current(event):
+                        stored = visitors.get(event.key)
+                visitor = load_visitor(stored)
+                new, result = process(config, visitor, event.value)
+                if new is not visitor and new is not None:
+                    states[event.key] = (event, new.to_bytes())
+                for name, records in records_of(result).items():
+                    sent.extend([await out[name].send(key=key, value=value) for key, value in records])
+            for fut in sent:
+                await fut
+            for key, (event, state) in states.items():
+                with as_current(event):  # the visitor's partition (the raw record's own)
+                    visitors[key] = state
+            await changelog_delivered(app)
             yield None
 
     # The persons stage: keyed by project (all four inputs are), so one project's identity graph
@@ -91,9 +140,15 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
     name_of = {topics.kafka_topic(prefix, t): t for t in PERSONS_INPUTS}
     inputs = app.topic(*name_of, key_type=bytes, value_type=bytes)
 
+    revoked_since_last_batch = False
+
     @app.on_partitions_revoked.connect
     def _revoked(sender, revoked, **kwargs) -> None:  # noqa: ANN001 - faust's signal
-        persons.forget()  # another worker may advance these projects: reload from the table later
+        # Another worker may advance these projects: reload from the table at the next batch. Not
+        # here: a batch under way keeps its pending writes (its outputs are out; its offsets may
+        # still be committed if the partitions come back to this worker).
+        nonlocal revoked_since_last_batch
+        revoked_since_last_batch = True
 
     @app.agent(inputs, name="persons")
     async def persons_agent(stream):  # noqa: ANN001 - faust's stream type
@@ -101,7 +156,11 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
         # once. The outputs are sent and acknowledged before the state writes are applied; each
         # project's writes are applied while one of its own events is current, because Faust's
         # table writes (store and changelog) go to the current event's partition.
+        nonlocal revoked_since_last_batch
         async for events in stream.take_events(500, within=0.2):
+            if revoked_since_last_batch:
+                revoked_since_last_batch = False
+                persons.forget()
             persons.begin_batch()
             records: dict[str, list[tuple[bytes, bytes]]] = {}
             last_of_project: dict[bytes, object] = {}
@@ -121,11 +180,12 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
             for fut in sent:  # delivered (acks=all) before the state moves on: a crash re-emits, never loses
                 await fut
             for project, event in last_of_project.items():
-                stream._set_current_event(event)  # noqa: SLF001 - the partition this project's rows belong to
-                persons.overlay.flush_prefix(project + b"\x1f")
+                with as_current(event):  # the partition this project's rows belong to
+                    persons.overlay.flush_prefix(project + b"\x1f")
             if persons.overlay.pending:  # a record whose key is not its project: keep its writes anyway
-                persons.overlay.flush()
-            stream._set_current_event(None)  # noqa: SLF001
+                with as_current(events[-1]):
+                    persons.overlay.flush()
+            await changelog_delivered(app)
             yield None
 
     return app

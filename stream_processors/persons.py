@@ -42,11 +42,13 @@ import orjson
 from schemas import topics
 from schemas.reasons import RejectReason
 
-from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conversion, TouchPoint, credit_all,
-                          credit_id, minor_units_of)
+from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conversion, Credit, TouchPoint,
+                          credit_all, credit_id, minor_units_of)
 from .identity import (DEFAULT_MAX_VERIFIED_PHONES, GuardTripped, IdentityGraph, Link, MappingRow, person_id)
 
 CREDITED_KINDS = frozenset({"lead", "sale", "payment", "refund"})
+DEFAULT_LEAD_REPEAT = timedelta(days=30)
+REPEAT_LEAD = "(repeat lead)"  # the channel of a repeat lead's credit rows: weight 0, amount 0
 MAX_TOUCHES_PER_VISITOR = 500  # the oldest go first; a visitor with more is a robot or a kiosk
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SEP = "\x1f"
@@ -109,8 +111,12 @@ class Overlay:
         and links it was credited from (one more safety; versions make credits converge anyway)."""
         self.end_step()
         keys = sorted((k for k in self.pending if k.startswith(prefix)), key=_conversions_first)
-        for key in keys:
-            self.base[key] = self.pending.pop(key)
+        many = getattr(self.base, "write_many", None)
+        if many is not None:  # one atomic RocksDB write batch (embedded)
+            many({key: self.pending.pop(key) for key in keys})
+        else:
+            for key in keys:
+                self.base[key] = self.pending.pop(key)
         return len(keys)
 
     def discard(self) -> None:
@@ -128,6 +134,10 @@ class PersonsConfig:
     half_life_days: int = DEFAULT_HALF_LIFE_DAYS
     max_verified_phones: int = DEFAULT_MAX_VERIFIED_PHONES
     models: tuple[str, ...] = MODELS
+    # A lead of a person within this time after the same person's previous lead is a repeat
+    # enquiry (the site form and the CRM deal made from it, a second call about the same sofa):
+    # it is kept, but counted and credited once, as the first. Zero: every lead counts.
+    lead_repeat: timedelta = DEFAULT_LEAD_REPEAT
 
 
 @dataclass
@@ -176,6 +186,18 @@ def _ident(text: str) -> tuple[str, str]:
     return (kind, value)
 
 
+class SeenTouches(dict):
+    """The touches last stored, by id, as the store holds them (bounded; a miss reads the store).
+    A visit is re-sent each time its page count passes a milestone with nothing else changed."""
+
+    LIMIT = 100_000
+
+    def remember(self, touch_id: str, entry: list) -> None:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        self[touch_id] = entry
+
+
 class ProjectPersons:
     """One project's state. Mutable: the graph changes in place; store writes go to the overlay."""
 
@@ -183,6 +205,7 @@ class ProjectPersons:
         self.project = project
         self.store = store
         self.config = config
+        self.seen = SeenTouches()
         # In a batch, conversions to credit afresh are collected here and credited once at its end
         # (a form's lead and its phone link arrive together: one attribution, not two).
         self.deferred: dict[str, None] | None = None
@@ -210,6 +233,8 @@ class ProjectPersons:
             return PersonsOut()
         entry = [row["touch_id"], _us(row["started_at"]), row["channel"], row["source"], row["medium"],
                  row.get("campaign") or "", bool(row.get("is_bot"))]
+        if self.seen.get(entry[0]) == entry:
+            return PersonsOut()  # a visit re-sent as it grows (2, 5, 10... pages): nothing to credit anew
         touches: list = self._load("t", anon, [])
         earliest = entry[1]
         for i, old in enumerate(touches):
@@ -229,6 +254,7 @@ class ProjectPersons:
         # only conversions whose window can hold the touch change (browsing after a purchase: none)
         window = (earliest, max(entry[1], earliest) + self.config.lookback // timedelta(microseconds=1))
         self._credit_persons({self.graph.person_of(("anon", anon))}, ("anon", anon), out, window)
+        self.seen.remember(entry[0], entry)
         return out
 
     def on_conversion(self, row: dict) -> PersonsOut:
@@ -339,39 +365,62 @@ class ProjectPersons:
         """Credit afresh the conversions of these persons (those at a time in `window`, micros)."""
         for person in sorted(persons):
             members = self._members(person, known)
-            cids: list[str] = []
-            for kind, value in members:
-                cids.extend(self._load("c", f"{kind}:{value}", []))
-            if not cids:
+            facts = self._facts(members)
+            if not facts:
                 continue
+            repeats = self._repeat_leads(facts)
             touches: list[TouchPoint] | None = None
-            for cid in sorted(set(cids)):
-                fact = self._load("v", cid, None)
-                if fact is None or (window is not None and not window[0] <= fact["at"] <= window[1]):
+            for cid, fact in facts.items():
+                if window is not None and not window[0] <= fact["at"] <= window[1]:
                     continue
                 if self.deferred is not None:
                     self.deferred[cid] = None
                     continue
                 if touches is None:
                     touches = self._touches(members)
-                self._credit(cid, fact, person, out, touches)
+                self._credit(cid, fact, person, out, touches, cid in repeats)
+
+    def _facts(self, members: tuple[tuple[str, str], ...]) -> dict[str, dict]:
+        """The stored conversions of a person's identifiers, by id (sorted)."""
+        cids: set[str] = set()
+        for kind, value in members:
+            cids.update(self._load("c", f"{kind}:{value}", []))
+        facts = {}
+        for cid in sorted(cids):
+            fact = self._load("v", cid, None)
+            if fact is not None:
+                facts[cid] = fact
+        return facts
+
+    def _repeat_leads(self, facts: dict[str, dict]) -> set[str]:
+        """The leads of one person that come within lead_repeat after the person's previous lead
+        (in (time, id) order: of two leads at the same moment the first id counts)."""
+        gap = self.config.lead_repeat // timedelta(microseconds=1)
+        if gap <= 0:
+            return set()
+        leads = sorted((fact["at"], cid) for cid, fact in facts.items() if fact["kind"] == "lead")
+        return {cid for (before, _), (at, cid) in zip(leads, leads[1:]) if at - before <= gap}
 
     def end_batch(self) -> PersonsOut:
         """Credit the conversions collected during the batch, each once, with its person now."""
         out = PersonsOut()
         deferred, self.deferred = self.deferred or {}, None
-        by_person: dict[str, tuple[tuple[str, str], list[tuple[str, dict]]]] = {}
+        by_person: dict[str, tuple[tuple[str, str], list[str]]] = {}
         for cid in deferred:
             fact = self._load("v", cid, None)
             if fact is None or not fact["subject"]:
                 continue
             subject = _ident(fact["subject"])
             person = self.graph.person_of(subject)
-            by_person.setdefault(person, (subject, []))[1].append((cid, fact))
-        for person, (subject, facts) in sorted(by_person.items()):
-            touches = self._touches(self._members(person, subject))
-            for cid, fact in sorted(facts, key=lambda f: f[0]):
-                self._credit(cid, fact, person, out, touches)
+            by_person.setdefault(person, (subject, []))[1].append(cid)
+        for person, (subject, cids) in sorted(by_person.items()):
+            members = self._members(person, subject)
+            facts = self._facts(members)
+            repeats = self._repeat_leads(facts)
+            touches = self._touches(members)
+            for cid in sorted(cids):
+                if cid in facts:
+                    self._credit(cid, facts[cid], person, out, touches, cid in repeats)
         return out
 
     def _touches(self, members: tuple[tuple[str, str], ...]) -> list[TouchPoint]:
@@ -386,13 +435,17 @@ class ProjectPersons:
         return points
 
     def _credit(self, cid: str, fact: dict, person: str, out: PersonsOut,
-                touches: list[TouchPoint] | None = None) -> None:
+                touches: list[TouchPoint] | None = None, repeat: bool = False) -> None:
         conv = Conversion(cid, person, fact["kind"], _at(fact["at"]), Decimal(fact["value"]), fact["currency"])
-        try:
-            current = credit_all(conv, touches or [], self.config.lookback, self.config.half_life_days,
-                                 models=self.config.models)
-        except (ValueError, InvalidOperation):
-            return
+        if repeat:  # one row a model, weight 0: it supersedes the lead's earlier credits, counts nothing
+            current = [Credit(cid, "", REPEAT_LEAD, "", "", "", model, Decimal(0), Decimal(0), "")
+                       for model in self.config.models]
+        else:
+            try:
+                current = credit_all(conv, touches or [], self.config.lookback, self.config.half_life_days,
+                                     models=self.config.models)
+            except (ValueError, InvalidOperation):
+                return
         credited = [[c.touch_id, c.channel, c.source, c.medium, c.campaign, c.model, format(c.weight, "f"),
                      format(c.amount, "f")] for c in current]
         if credited == fact["credits"]:
@@ -469,6 +522,8 @@ class Persons:
             out = handler(row) if handler else PersonsOut()
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             self.overlay.abort_step()
+            for state in self._projects.values():  # it may name a touch whose write was just dropped
+                state.seen.clear()
             return Refused(RejectReason.undecodable, f"persons stage could not use a {topic} record: {exc!r}"[:500],
                            value)
         self.overlay.end_step()

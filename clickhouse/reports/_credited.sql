@@ -20,7 +20,7 @@
 -- amount can differ by one minor unit only where two remainders are that close to a tie.
 -- Everything after the shares is exact integer arithmetic (UInt256), the same as Python's.
 --
--- Parameters: project, from, to (DateTime64(3) bounds, to exclusive), lookback (days),
+-- Parameters: project, from, to (DateTime64(3) bounds, to exclusive), lookback (days), lead_repeat (days),
 -- models (Array(String)), half_life (days, Float64), label: what a credit carries of its touch
 -- (channel | source | campaign | drill = channel (or source when group_by is), campaign, content,
 -- term | touch = channel, source, medium, campaign; several fields joined by \x1f): a report
@@ -35,20 +35,33 @@
         FROM identity_map FINAL  -- ReplacingMergeTree(version): the row with the highest version
         WHERE project = {project:String}
     ),
-    -- a conversion naming nobody (no subject, no cookie) is person 0, which no touch has
+    -- a conversion naming nobody (no subject, no cookie) is person 0, which no touch has. A person's
+    -- lead within {lead_repeat} days after their previous lead (in (at, id) order) is a repeat: it
+    -- counts nothing (live: credit rows of weight 0), so the leads before the range are read too.
     conv AS (
-        SELECT c.conversion_id AS conversion_id, c.kind AS kind, c.at AS at, c.value AS value, c.currency AS currency,
-               multiIf(m.identifier != '', m.person, c.subject_id = '', toUInt64(0),
-                       reinterpretAsUInt64(substring(SHA256(c.subject_id), 1, 8))) AS person
+        SELECT conversion_id, kind, at, value, currency, person
         FROM (
-            SELECT conversion_id, kind, at, value, currency,
-                   multiIf(subject != '', subject, anonymous_id != '', concat('anon:', anonymous_id), '') AS subject_id
-            FROM conversions FINAL
-            WHERE project = {project:String}
-              AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}
-              AND kind IN ('lead', 'sale', 'payment', 'refund')
-        ) AS c
-        LEFT JOIN id_person AS m ON m.identifier = c.subject_id
+            SELECT c.conversion_id AS conversion_id, c.kind AS kind, c.at AS at, c.value AS value,
+                   c.currency AS currency,
+                   multiIf(m.identifier != '', m.person, c.subject_id = '', toUInt64(0),
+                           reinterpretAsUInt64(substring(SHA256(c.subject_id), 1, 8))) AS person,
+                   lagInFrame(toUnixTimestamp64Milli(c.at), 1, -1) OVER (
+                       PARTITION BY person, c.kind ORDER BY c.at, c.conversion_id
+                       ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS previous_ms
+            FROM (
+                SELECT conversion_id, kind, at, value, currency,
+                       multiIf(subject != '', subject, anonymous_id != '', concat('anon:', anonymous_id), '') AS subject_id
+                FROM conversions FINAL
+                WHERE project = {project:String}
+                  AND at >= {from:DateTime64(3, 'UTC')} - toIntervalDay(if(kind = 'lead', {lead_repeat:UInt32}, 0))
+                  AND at < {to:DateTime64(3, 'UTC')}
+                  AND kind IN ('lead', 'sale', 'payment', 'refund')
+            ) AS c
+            LEFT JOIN id_person AS m ON m.identifier = c.subject_id
+        )
+        WHERE at >= {from:DateTime64(3, 'UTC')}
+          AND NOT (kind = 'lead' AND person != 0 AND {lead_repeat:UInt32} > 0 AND previous_ms >= 0
+                   AND toUnixTimestamp64Milli(at) - previous_ms <= toInt64({lead_repeat:UInt32}) * 86400000)
     ),
     -- The cookies whose touches can belong to a conversion's person, with that person: every mapped
     -- cookie, and the unmapped ones that are their own person and can share it with a conversion:

@@ -1,5 +1,6 @@
 -- Funnel by channel: visits -> leads -> deals -> sales in the range, with each step's conversion.
--- visits: non-bot sessions of the channel (as in the channel report); leads: lead conversions;
+-- visits: non-bot sessions of the channel (as in the channel report); leads: lead conversions
+-- (repeat leads excluded);
 -- deals: distinct CRM deals whose first open (or won) stage falls in the range; sales: sale
 -- conversions (won deals and sales without a CRM deal, so deal_to_sale can exceed 1 where sales
 -- bypass the CRM). Each lead, deal and sale is credited to one channel by {model} over the touches
@@ -15,7 +16,8 @@ WITH
                        concat('conversion:', conversion_id)) AS ident
         FROM conversions FINAL
         WHERE project = {project:String}
-          AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}
+          AND at >= {from:DateTime64(3, 'UTC')} - toIntervalDay(if(kind = 'lead', {lead_repeat:UInt32}, 0))
+          AND at < {to:DateTime64(3, 'UTC')}
           AND kind IN ('lead', 'sale')
         UNION ALL
         -- a deal moves through several stages: it counts once, at the first stage that made it a deal
@@ -31,11 +33,22 @@ WITH
         GROUP BY deal_key
         HAVING at >= {from:DateTime64(3, 'UTC')}
     ),
+    -- a person's lead within {lead_repeat} days after their previous lead is a repeat and counts
+    -- nothing (as in _credited.sql and the live credits)
     step_people AS (
-        SELECT s.step_id AS step_id, s.step AS step, s.at AS at,
-               if(m.person_id != '', m.person_id, concat('p_', substring(lower(hex(SHA256(s.ident))), 1, 16))) AS person
-        FROM steps AS s
-        LEFT JOIN idm AS m ON m.identifier = s.ident
+        SELECT step_id, step, at, person
+        FROM (
+            SELECT s.step_id AS step_id, s.step AS step, s.at AS at,
+                   if(m.person_id != '', m.person_id, concat('p_', substring(lower(hex(SHA256(s.ident))), 1, 16))) AS person,
+                   lagInFrame(toUnixTimestamp64Milli(s.at), 1, -1) OVER (
+                       PARTITION BY person, s.step ORDER BY s.at, s.step_id
+                       ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) AS previous_ms
+            FROM steps AS s
+            LEFT JOIN idm AS m ON m.identifier = s.ident
+        )
+        WHERE at >= {from:DateTime64(3, 'UTC')}
+          AND NOT (step = 'lead' AND {lead_repeat:UInt32} > 0 AND previous_ms >= 0
+                   AND toUnixTimestamp64Milli(at) - previous_ms <= toInt64({lead_repeat:UInt32}) * 86400000)
     ),
 --@include _person_touches.sql
     credited AS (

@@ -236,9 +236,12 @@ def _steps(out):
 
 def test_funnel_by_channel_credits_every_step_to_the_persons_last_non_direct_visit(chdb_wh, crm_shop):
     out = _run(chdb_wh, "funnel", crm_shop, *MAY)
+    # repeat leads (a person's lead within 30 days after their previous one) count nothing: P1's May 3
+    # form L1 repeats the April 20 form, and L4 (the CRM deal made from it) repeats L1; P2's offline L6
+    # repeats the form L2 of two hours before
     assert _steps(out) == {
-        "Paid Search": (1, 2, 1, 1),     # L1 and L4 (the direct visit between is skipped), deal 10, its sale
-        "Paid Social": (2, 3, 1, 1),     # L2, L3 (the call's person), L6; deal 12 won at once; its sale
+        "Paid Search": (1, 0, 1, 1),     # no lead of P1's counts in May (the direct visit between is skipped); deal 10, its sale
+        "Paid Social": (2, 2, 1, 1),     # L2, L3 (the call's person); deal 12 won at once; its sale
         "Direct": (1, 0, 0, 0),
         "Organic Search": (1, 0, 0, 0),
         "Email": (1, 1, 0, 0),           # L7: the chat's person visited from the newsletter
@@ -246,19 +249,21 @@ def test_funnel_by_channel_credits_every_step_to_the_persons_last_non_direct_vis
     }
     rows = {r["channel"]: r for r in out["rows"]}
     assert (rows["Paid Search"]["visit_to_lead"], rows["Paid Search"]["lead_to_deal"],
-            rows["Paid Search"]["deal_to_sale"], rows["Paid Search"]["lead_to_sale"]) == (2.0, 0.5, 1.0, 0.5)
-    assert rows["Paid Social"]["lead_to_deal"] == 0.3333 and rows["Direct"]["lead_to_deal"] is None
-    assert out["total"] == {"visits": 6, "leads": 7, "deals": 2, "sales": 3, "visit_to_lead": 1.1667,
-                            "lead_to_deal": 0.2857, "deal_to_sale": 1.5, "lead_to_sale": 0.4286}
+            rows["Paid Search"]["deal_to_sale"], rows["Paid Search"]["lead_to_sale"]) == (0.0, None, 1.0, None)
+    assert rows["Paid Social"]["lead_to_deal"] == 0.5 and rows["Direct"]["lead_to_deal"] is None
+    assert out["total"] == {"visits": 6, "leads": 4, "deals": 2, "sales": 3, "visit_to_lead": 0.6667,
+                            "lead_to_deal": 0.5, "deal_to_sale": 1.5, "lead_to_sale": 0.75}
+    # with the rule off every lead counts
+    assert _steps(_run(chdb_wh, "funnel", crm_shop, *MAY, lead_repeat_days=0))["Paid Search"] == (1, 2, 1, 1)
 
 
 def test_funnel_follows_the_model_and_the_lookback(chdb_wh, crm_shop):
     last = _steps(_run(chdb_wh, "funnel", crm_shop, *MAY, model="last_touch"))
-    assert last["Direct"] == (1, 2, 1, 1) and last["Paid Search"] == (1, 0, 0, 0)  # P1's direct visit is the last
+    assert last["Direct"] == (1, 0, 1, 1) and last["Paid Search"] == (1, 0, 0, 0)  # P1's direct visit is the last
     short = _steps(_run(chdb_wh, "funnel", crm_shop, *MAY, lookback_days=1))
     # a day back: L4 (May 3 11:00) still sees May 3's direct visit only; deal 10 (May 4 10:00) sees it too,
     # and its sale (May 7) sees nothing; P3's deal and sale (May 8) and L7's chat (May 6, email May 5 09:00) neither
-    assert short["Direct"] == (1, 2, 1, 0) and short["Email"] == (1, 0, 0, 0)
+    assert short["Direct"] == (1, 0, 1, 0) and short["Email"] == (1, 0, 0, 0)
     assert short["(unattributed)"] == (0, 2, 1, 3)
 
 

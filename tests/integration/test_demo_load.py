@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
@@ -136,7 +135,7 @@ def test_the_channel_report_equals_the_ground_truth(loaded: Loaded) -> None:
     show(f"demo (seed 42, 30 days, scale 0.2): {r.requests} requests, {r.events} events loaded in {loaded.load_s:.1f} s "
          f"({r.events / loaded.load_s:.0f} events/s), report complete {loaded.visible_s:.1f} s after the start: "
          f"{plan.counts['visitors']} visitors, {want['visits']} visits, {want['leads']} leads ({want['enquiries']} "
-         f"enquiries + {want['leads_by_kind'].get('crm', 0)} CRM deals), {want['sales']} sales, "
+         f"enquiries + {want['leads_by_kind'].get('crm', 0)} CRM deals - {want['repeat_leads']} repeats), {want['sales']} sales, "
          f"{revenue:,.2f} KZT revenue, {Decimal(want['spend']):,.2f} KZT spend; {len(live)} live call(s) joined by lease; "
          f"revenue on its true channel (last non-direct): {with_stitching / revenue:.1%} with identity stitching vs "
          f"{without / revenue:.1%} by cookie alone; unattributed {unattributed / revenue:.1%} vs "

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream_processors.channels import ChannelRules, classify
 
@@ -62,3 +64,27 @@ def test_rules_are_data(tmp_path):
 def test_broken_urls_do_not_raise():
     got = classify(RULES, "http://[::1/?utm_source=x", "http://[bad")
     assert got.source == "(direct)"
+
+
+def _host_by_the_parser(url: str | None) -> str:
+    from urllib.parse import urlsplit
+
+    if not url:
+        return ""
+    try:
+        return (urlsplit(url.strip()).hostname or "").lower().removeprefix("www.")
+    except ValueError:
+        return ""
+
+
+_URL_PARTS = st.sampled_from(["http://", "https://", "HTTPS://", "ftp://", "//", "", " https://", "https://\t"])
+_HOST_TEXT = st.text(alphabet="abcXYZ019.-_@:[]% \t\\/?#www", max_size=14)
+
+
+@given(scheme=_URL_PARTS, host=_HOST_TEXT, tail=st.sampled_from(["", "/", "/p?x=1", "?q", "#f", ":8080/x", "\t/x"]))
+@settings(max_examples=600, deadline=None)
+def test_the_quick_host_cut_agrees_with_the_url_parser(scheme, host, tail):
+    from stream_processors.channels import _host
+
+    url = scheme + host + tail
+    assert _host(url) == _host_by_the_parser(url)

@@ -219,7 +219,23 @@ def journeys(draw):
             at = T0 + timedelta(hours=draw(st.integers(0, 24 * 70)))
             value = str(draw(st.integers(0, 10**7))) + "." + f"{draw(st.integers(0, 99)):02d}"
             records.append(conversion(f"sale:{p}:{c}", "sale", at, value, f"anon:{draw(st.sampled_from(devices))}"))
+        for c in range(draw(st.integers(0, 3))):  # enquiries; some within 30 days of another: repeats
+            at = T0 + timedelta(hours=draw(st.integers(0, 24 * 70)))
+            records.append(conversion(f"lead:{p}:{c}", "lead", at, "0", f"anon:{draw(st.sampled_from(devices))}"))
     return records
+
+
+def repeat_leads(records, person_of) -> set[str]:
+    """The rule, written out plainly: a person's lead within 30 days after their previous lead."""
+    leads = defaultdict(list)
+    for topic, row in records:
+        if topic == topics.CONVERSIONS and row["kind"] == "lead":
+            leads[person_of(row["subject"])].append((datetime.fromisoformat(row["at"]), row["conversion_id"]))
+    repeats = set()
+    for rows in leads.values():
+        rows.sort()
+        repeats |= {cid for (before, _), (at, cid) in zip(rows, rows[1:]) if at - before <= timedelta(days=30)}
+    return repeats
 
 
 @settings(max_examples=60, deadline=None)
@@ -245,8 +261,9 @@ def test_any_order_with_redeliveries_and_a_restart_gives_the_same_final_credits(
                 row["touch_id"], datetime.fromisoformat(row["started_at"]), row["channel"], row["source"],
                 row["medium"], row["campaign"], row["source"] == "(direct)"))
     expected = []
+    repeats = repeat_leads(records, lambda subject: graph.person_of(("anon", subject[5:])))
     for topic, row in records:
-        if topic == topics.CONVERSIONS:
+        if topic == topics.CONVERSIONS and row["conversion_id"] not in repeats:
             p = graph.person_of(("anon", row["subject"][5:]))
             expected += credit_all(Conversion(row["conversion_id"], p, row["kind"], datetime.fromisoformat(row["at"]),
                                               Decimal(row["value"]), row["currency"]), touches_of[p])
@@ -259,6 +276,8 @@ def test_any_order_with_redeliveries_and_a_restart_gives_the_same_final_credits(
         value = next(Decimal(r["value"]) for t, r in records if t == topics.CONVERSIONS and r["conversion_id"] == cid)
         for model in MODELS:
             assert sum(a for (c, m, _, _), (_, a) in net_credits(credits).items() if c == cid and m == model) == value
+            weight = sum(w for (c, m, _, _), (w, _) in net_credits(credits).items() if c == cid and m == model)
+            assert weight == (0 if cid in repeats else 1)  # a repeat lead counts nothing, any other one once
 
 
 def test_replay_gives_the_same_ids():
@@ -296,3 +315,52 @@ def test_a_call_to_a_static_number_is_a_touch_of_its_offline_campaign():
     assert {r["channel"] for r in out[topics.CREDITS]} == {"Offline"}
     graph = persons.project(PROJECT).graph
     assert graph.person_of(("phone", "h_caller")) == graph.person_of(("anon", "call:calltouch:1"))
+
+
+# ---- repeat leads ------------------------------------------------------------------------------
+
+ENQUIRY = [
+    touch("t-g", "laptop", T0, "Paid Search", "google"),
+    link("anon:laptop", "phone:h1", "observed", T0 + timedelta(minutes=5)),
+    conversion("lead:form:1", "lead", T0 + timedelta(minutes=5), "0", "anon:laptop"),
+    # the CRM deal the form became, ten minutes later, names the same phone
+    link("deal:amocrm:77", "phone:h1", "crm", T0 + timedelta(minutes=15)),
+    conversion("lead:crm:amocrm:77", "lead", T0 + timedelta(minutes=15), "0", "deal:amocrm:77"),
+]
+
+
+def _lead_weights(out) -> dict[tuple[str, str], Decimal]:
+    weights: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for (cid, model, _t, _c), (w, _a) in net_credits(out[topics.CREDITS]).items():
+        weights[(cid, model)] += w
+    return dict(weights)
+
+
+def test_a_crm_deal_made_from_a_site_enquiry_is_one_lead_in_any_order():
+    for records in (ENQUIRY, list(reversed(ENQUIRY)), [ENQUIRY[4], ENQUIRY[3], ENQUIRY[0], ENQUIRY[2], ENQUIRY[1]]):
+        out, _, _ = run(records)
+        weights = _lead_weights(out)
+        assert {cid for (cid, _m), w in weights.items() if w} == {"lead:form:1"}
+        assert all(weights[("lead:form:1", m)] == 1 for m in MODELS)
+        # the repeat's own rows say why it counts nothing
+        latest = max(r["version"] for r in out[topics.CREDITS] if r["conversion_id"] == "lead:crm:amocrm:77")
+        rows = [r for r in out[topics.CREDITS] if r["conversion_id"] == "lead:crm:amocrm:77" and r["version"] == latest]
+        assert {(r["channel"], r["weight"]) for r in rows} == {("(repeat lead)", "0")} and len(rows) == len(MODELS)
+
+
+def test_leads_further_apart_than_the_repeat_window_both_count():
+    later = conversion("lead:crm:amocrm:78", "lead", T0 + timedelta(days=31), "0", "deal:amocrm:78")
+    out, _, _ = run([*ENQUIRY[:3], link("deal:amocrm:78", "phone:h1", "crm", T0 + timedelta(days=31)), later])
+    assert {cid for (cid, _m), w in _lead_weights(out).items() if w == 1} == {"lead:form:1", "lead:crm:amocrm:78"}
+
+
+def test_a_merge_turns_a_lead_into_a_repeat_and_a_split_window_setting_of_zero_counts_every_lead():
+    # two strangers' leads, then the phone joins them: the later lead becomes a repeat
+    records = [ENQUIRY[0], ENQUIRY[2], ENQUIRY[4], ENQUIRY[1], ENQUIRY[3]]
+    out, _, _ = run(records[:3])
+    assert {cid for (cid, _m), w in _lead_weights(out).items() if w} == {"lead:form:1", "lead:crm:amocrm:77"}
+    out, _, _ = run(records)
+    assert {cid for (cid, _m), w in _lead_weights(out).items() if w} == {"lead:form:1"}
+    store = MemoryStore()
+    out, _, _ = run(ENQUIRY, Persons(store, PersonsConfig(lead_repeat=timedelta(0))), store)
+    assert {cid for (cid, _m), w in _lead_weights(out).items() if w} == {"lead:form:1", "lead:crm:amocrm:77"}
