@@ -231,7 +231,7 @@ def worker(data_dir: Optional[Path] = DataDir) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     faust_app = build_app(settings.kafka_bootstrap, settings.topic_prefix, state_dir,
                           root.processor_config(settings), settings.worker_id, settings.worker_web_port,
-                          settings.kafka_partitions, root.persons_config(settings))
+                          settings.kafka_partitions, root.persons_config(settings), settings.worker_stall_seconds)
     err.print(f"moneytrail worker: Faust app {settings.worker_id} consuming from {settings.bus}")
     faust.Worker(faust_app, loglevel=settings.log_level.upper()).execute_from_commandline()
 

@@ -8,6 +8,9 @@ dead-letter record (the step says so) and the agent goes on.
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,9 +73,53 @@ def as_current(event: "faust.EventT") -> Iterator[None]:
         _current_event.reset(token)
 
 
+STALLED_EXIT_CODE = 70  # EX_SOFTWARE: the supervisor restarts the worker
+
+
+class Watchdog:
+    """Turns a stalled worker into a restarted one. Faust can stop feeding its agents after a
+    restart or rebalance while it looks healthy (faust-streaming issues #229, #596; seen in the kill
+    test about one start in twenty): the input has lag, and no batch finishes. A restart is safe:
+    state is written only after outputs and changelog are acknowledged."""
+
+    def __init__(self, stall_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self.last_batch = time.monotonic()
+
+    def batch_done(self) -> None:
+        self.last_batch = time.monotonic()
+
+    def stalled(self, busy_elsewhere: bool, lag: int | None) -> bool:
+        """Whether to give up: no batch for stall_seconds while the input waits (lag > 0). Table
+        recovery and rebalancing count as work (they can take long and feed no agent)."""
+        if busy_elsewhere:
+            self.batch_done()
+            return False
+        return time.monotonic() - self.last_batch >= self.stall_seconds and bool(lag)
+
+
+async def input_lag(bootstrap: str, group: str, assigned: set) -> int:
+    """Records of the assigned input partitions not yet committed by the group."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    if not assigned:
+        return 0
+    admin, consumer = AIOKafkaAdminClient(bootstrap_servers=bootstrap), AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        ends = await consumer.end_offsets(list(assigned))
+        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConfig,
               app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4,
-              persons_config: PersonsConfig | None = None) -> faust.App:
+              persons_config: PersonsConfig | None = None, stall_seconds: float = 60) -> faust.App:
     app = faust.App(
         app_id,
         broker=[f"kafka://{h}" for h in bootstrap.split(",")],
@@ -93,6 +140,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
     )
+    watchdog = Watchdog(stall_seconds)
     raw = app.topic(topics.kafka_topic(prefix, topics.RAW), key_type=bytes, value_type=bytes)
     out = {
         name: app.topic(topics.kafka_topic(prefix, name), key_type=bytes, value_type=bytes)
@@ -131,6 +179,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
                 with as_current(event):  # the visitor's partition (the raw record's own)
                     visitors[key] = state
             await changelog_delivered(app)
+            watchdog.batch_done()
             yield None
 
     # The persons stage: keyed by project (all four inputs are), so one project's identity graph
@@ -186,6 +235,25 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
                 with as_current(events[-1]):
                     persons.overlay.flush()
             await changelog_delivered(app)
+            watchdog.batch_done()
             yield None
+
+    inputs_of_agents = {raw.get_topic_name(), *name_of}
+
+    @app.timer(interval=max(1.0, stall_seconds / 4))
+    async def _watch() -> None:
+        if time.monotonic() - watchdog.last_batch < stall_seconds:
+            return
+        busy = bool(app.in_recovery or app.rebalancing)
+        assigned = {tp for tp in app.consumer.assignment() if tp.topic in inputs_of_agents}
+        lag = None if busy else await input_lag(bootstrap, app_id, assigned)
+        if watchdog.stalled(busy, lag):
+            from mode.utils.logging import cry
+
+            log.error("stalled: %s input records wait and no batch finished in %s s; every task's stack follows, "
+                      "then exit %s for a restart", lag, stall_seconds, STALLED_EXIT_CODE)
+            cry(file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(STALLED_EXIT_CODE)  # noqa: SLF001 - a hard exit: Faust's own stop can hang as it stalled
 
     return app
