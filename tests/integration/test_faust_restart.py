@@ -231,7 +231,8 @@ def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(t
     assert not errors, errors[:5]  # a crashed stream stalls the worker: none may crash
     killed_at, killed_again_at = at_kill[topics.CREDITS], at_second_kill[topics.CREDITS]
     final = _final_state(env, creds["project"])
-    assert 0 < killed_at < killed_again_at < records[topics.CREDITS], \
+    # mid-stream: credits were flowing at each kill, and the last worker still had work to do
+    assert 0 < killed_at < killed_again_at and any(records[t] > n for t, n in at_second_kill.items()), \
         f"the kills were not mid-stream: {at_kill}, {at_second_kill} then {records}"
     assert final["touches"] == reference["touches"]
     assert final["persons"] == reference["persons"]
