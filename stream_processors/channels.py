@@ -170,6 +170,24 @@ def classify(
     campaign: dict[str, str] | None = None,
 ) -> Attribution:
     """The source, medium, campaign and channel of a visit landing on page_url."""
+    if campaign or (page_url and "?" in page_url):
+        return _classify(rules, page_url, referrer, campaign)
+    # no tags and no click id: the answer depends on the two URLs only, and most pageviews are the
+    # site's own pages reached from its own pages: remember them
+    key = ("page", page_url, referrer)
+    known = rules._memo.get(key)
+    if known is None:
+        known = _classify(rules, page_url, referrer, None)
+        rules._remember(key, known)
+    return known
+
+
+def _classify(
+    rules: ChannelRules,
+    page_url: str | None,
+    referrer: str | None,
+    campaign: dict[str, str] | None = None,
+) -> Attribution:
     query = _query(page_url)
     tags = {k: v for k, v in campaign.items() if isinstance(v, str) and v.strip()} if campaign else {}
     if query:

@@ -12,6 +12,7 @@ from schemas import topics
 
 from .outputs import dead_letter_record, records_of
 from .persons import Persons, Refused
+from .sessions import VisitorSessions
 from .steps import DeadLetter, ProcessorConfig, load_visitor, process
 
 Publish = Callable[[str, list[tuple[bytes, bytes]]], Awaitable[None]]
@@ -79,18 +80,18 @@ class EmbeddedRunner:
     async def handle_raw(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
         """Outputs are published before the visitors' new states are written (see faust_app)."""
         merged: dict[str, list[tuple[bytes, bytes]]] = {}
-        states: dict[bytes, bytes] = {}
+        states: dict[bytes, VisitorSessions] = {}  # the batch's new states (immutable), written at its end
         for key, value in records:
-            visitor = load_visitor(states[key] if key in states else self._visitors.get(key))
+            visitor = states[key] if key in states else load_visitor(self._visitors.get(key))
             new, result = process(self._config, visitor, value)
             if new is not visitor and new is not None:
-                states[key] = new.to_bytes()
+                states[key] = new
             for out_topic, recs in records_of(result).items():
                 merged.setdefault(out_topic, []).extend(recs)
             self.processed += 1
         for out_topic, recs in merged.items():
             await self._publish(out_topic, recs)
-        write_many(self._visitors, states)
+        write_many(self._visitors, {key: state.to_bytes() for key, state in states.items()})
 
     def close(self) -> None:
         self._visitors.close()

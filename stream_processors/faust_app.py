@@ -23,6 +23,7 @@ from schemas import topics
 
 from .outputs import dead_letter_record, records_of
 from .persons import PERSONS_INPUTS, Persons, PersonsConfig, Refused
+from .sessions import VisitorSessions
 from .steps import DeadLetter, ProcessorConfig, load_visitor, process
 
 
@@ -159,25 +160,24 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
         # against the old states and emits the same touches again (a state written first would
         # make the redelivered event look seen and its touch would never be emitted).
         async for events in stream.take_events(500, within=0.2):
-            states: dict[bytes, tuple[object, bytes]] = {}
+            states: dict[bytes, tuple[object, VisitorSessions]] = {}  # the batch's new states (immutable)
             sent = []
             for event in events:
                 if event.key in states:
-                    stored = states[event.key][1]
+                    visitor = states[event.key][1]
                 else:
                     with as_current(event):
-                        stored = visitors.get(event.key)
-                visitor = load_visitor(stored)
+                        visitor = load_visitor(visitors.get(event.key))
                 new, result = process(config, visitor, event.value)
                 if new is not visitor and new is not None:
-                    states[event.key] = (event, new.to_bytes())
+                    states[event.key] = (event, new)
                 for name, records in records_of(result).items():
                     sent.extend([await out[name].send(key=key, value=value) for key, value in records])
             for fut in sent:
                 await fut
             for key, (event, state) in states.items():
                 with as_current(event):  # the visitor's partition (the raw record's own)
-                    visitors[key] = state
+                    visitors[key] = state.to_bytes()
             await changelog_delivered(app)
             watchdog.batch_done()
             yield None

@@ -6,6 +6,7 @@ project:anonymous_id)."""
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 import orjson
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ class DeadLetter:
 StepResult = Union[Emitted, DeadLetter]
 
 
+@lru_cache(maxsize=4096)  # a site sees few distinct user agents, each on every pageview
 def is_bot(user_agent: str | None) -> bool:
     ua = (user_agent or "").lower()
     return any(marker in ua for marker in _BOT_MARKERS)
