@@ -5,7 +5,8 @@ and the sink's insert rate.
 
 Data is generated inside ClickHouse (numbers() + hashes), so the bench measures the query, not the
 loading. Every rule-based model is credited at query time through persons (reports/_credited.sql),
-then the models report (all six in one query). Prints numbers; asserts nothing.
+then the models report (all six in one query), then the report's skeleton (SKELETON: the part no
+rewrite of the same plan can avoid). Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -74,6 +75,26 @@ def load(wh: ChdbWarehouse, touches: int, conversions: int, visitors: int) -> fl
     return time.perf_counter() - started
 
 
+# The skeleton of the channel report, for scale: the same persons (conv and cookie_person of
+# reports/_credited.sql), the join of every touch in range to its person and the per-person grouping,
+# but only numbers (each conversion's latest touch time in its window): no labels, touch ids, credit
+# arithmetic, money or visits. What the whole report cannot go below with this plan.
+SKELETON = """
+    SELECT count() AS conversions, countIf(latest > 0) AS touched FROM (
+        SELECT arrayMax(arrayFilter(ms -> ms <= c.at_ms AND ms >= c.at_ms - 86400000 * {lookback:UInt32}, p.ms)) AS latest
+        FROM (SELECT person, toUnixTimestamp64Milli(at) AS at_ms FROM conv) AS c
+        LEFT JOIN (
+            SELECT k.person AS person, groupArray(toUnixTimestamp64Milli(t.started_at)) AS ms
+            FROM touches AS t FINAL
+            INNER JOIN cookie_person AS k ON k.anonymous_id = t.anonymous_id
+            WHERE t.project = {project:String} AND NOT t.is_bot
+              AND t.started_at >= {from:DateTime64(3, 'UTC')} - toIntervalDay({lookback:UInt32})
+              AND t.started_at < {to:DateTime64(3, 'UTC')}
+            GROUP BY k.person
+        ) AS p ON p.person = c.person
+    )"""
+
+
 def sink_rate(wh: ChdbWarehouse, rows: int = 100_000) -> float:
     batch = [{"project": "sink", "touch_id": f"s{i}", "anonymous_id": f"v{i % 5000}", "user_id": "",
               "started_at": "2026-11-20T10:00:00Z", "source": "google", "medium": "cpc", "campaign": "sofas",
@@ -113,6 +134,13 @@ def main() -> None:
                 cpu.setdefault(f"{name} report, {model}", []).append(time.process_time() - cpu_started)
                 if name == "channels":
                     out = result
+        skeleton = reports._with_fragments("WITH\n--@include _credited.sql\n") + SKELETON
+        req = reports.ReportRequest("channels", "shop", date(2026, 1, 1), date(2026, 12, 31))
+        for _ in range(args.runs):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            wh.rows(skeleton, reports._bounds(req))
+            timings.setdefault("skeleton (persons + grouping)", []).append(time.perf_counter() - started)
+            cpu.setdefault("skeleton (persons + grouping)", []).append(time.process_time() - cpu_started)
         rate = sink_rate(wh)
         wh.close()
     print("=" * 92)

@@ -8,10 +8,11 @@ from typing import Any
 
 import orjson
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.project import Credentials, Project, key_hash, new_credentials, project_id_of
 
-from .warehouse import Warehouse
+from .warehouse import Warehouse, WarehouseError
 
 
 class ProjectExists(ValueError):
@@ -121,6 +122,14 @@ class ProjectStore:
         self._put(row)
         return config[vendor]
 
+    def set_timezone(self, project_id: str, name: str) -> str:
+        """The project's reports count days in this IANA time zone (e.g. Asia/Almaty) from now on."""
+        tz = valid_timezone(self._wh, name)
+        row = self._row(project_id)
+        row["timezone"] = tz
+        self._put(row)
+        return tz
+
     def _row(self, project_id: str) -> dict[str, Any]:
         rows = self._wh.rows("SELECT * FROM projects FINAL WHERE project_id = {p:String}", {"p": project_id})
         if not rows:
@@ -148,3 +157,27 @@ class ProjectStore:
                 }
             ],
         )
+
+
+class UnknownTimezone(ValueError):
+    pass
+
+
+def valid_timezone(wh: Warehouse, name: str) -> str:
+    """An IANA zone name both Python and the warehouse engine know (reports convert days in SQL)."""
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise UnknownTimezone(f"unknown time zone {name!r}: use an IANA name such as Asia/Almaty or UTC") from None
+    try:
+        wh.rows("SELECT toTimeZone(now(), {tz:String}) AS now", {"tz": name})
+    except WarehouseError:
+        raise UnknownTimezone(f"the warehouse does not know the time zone {name!r}") from None
+    return name
+
+
+def timezone_of(wh: Warehouse, project_id: str) -> str:
+    """The project's time zone; UTC for a project with none set (or no row: tests, old data)."""
+    rows = wh.rows("SELECT timezone FROM projects FINAL WHERE project_id = {p:String} AND NOT deleted",
+                   {"p": project_id})
+    return rows[0]["timezone"] if rows and rows[0]["timezone"] else "UTC"

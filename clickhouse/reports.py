@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from stream_processors.attribution import DEFAULT_HALF_LIFE_DAYS, MODELS as ATTRIBUTION_MODELS
 
+from .projects import timezone_of
 from .warehouse import Warehouse
 
 REPORTS = Path(__file__).parent / "reports"
@@ -32,11 +34,14 @@ class UnknownReport(ValueError):
 _INCLUDE = "--@include "
 
 
-def _with_fragments(text: str) -> str:
+def _with_fragments(text: str, depth: int = 0) -> str:
     """A line `--@include _x.sql` is replaced by that shared fragment of reports/ (e.g. the
-    query-time attribution CTEs of _credited.sql), so one rule lives in one file."""
-    return "".join((REPORTS / line.strip()[len(_INCLUDE):]).read_text() if line.startswith(_INCLUDE) else line
-                   for line in text.splitlines(keepends=True))
+    query-time attribution CTEs of _credited.sql), so one rule lives in one file. A fragment may
+    include another (_money.sql includes _spend.sql)."""
+    if depth > 4:
+        raise ValueError("--@include nested too deep (a fragment includes itself?)")
+    return "".join(_with_fragments((REPORTS / line.strip()[len(_INCLUDE):]).read_text(), depth + 1)
+                   if line.startswith(_INCLUDE) else line for line in text.splitlines(keepends=True))
 
 
 @cache
@@ -74,13 +79,23 @@ class ReportRequest:
     order: int = 1
     resamples: int = 100
     seed: int = 0
+    # IANA zone of the report's days (from/to, spend and rate days, cohort months, call-tracking
+    # days); None: the project's own (ProjectStore.set_timezone), UTC until set
+    timezone: str | None = None
+
+
+def _in_project_zone(wh: Warehouse, req: ReportRequest) -> ReportRequest:
+    return req if req.timezone else replace(req, timezone=timezone_of(wh, req.project))
 
 
 def _bounds(req: ReportRequest) -> dict[str, Any]:
-    start = datetime.combine(req.date_from, time.min, tzinfo=timezone.utc)
-    end = datetime.combine(req.date_to + timedelta(days=1), time.min, tzinfo=timezone.utc)
+    """Query parameters; from / to are the local midnights of the range's days as UTC instants."""
+    zone = ZoneInfo(req.timezone or "UTC")
+    start = datetime.combine(req.date_from, time.min, tzinfo=zone).astimezone(timezone.utc)
+    end = datetime.combine(req.date_to + timedelta(days=1), time.min, tzinfo=zone).astimezone(timezone.utc)
     fmt = "%Y-%m-%d %H:%M:%S.000"
-    return {"project": req.project, "from": start.strftime(fmt), "to": end.strftime(fmt), "model": req.model,
+    return {"project": req.project, "from": start.strftime(fmt), "to": end.strftime(fmt), "tz": zone.key,
+            "day_from": req.date_from.isoformat(), "day_to": req.date_to.isoformat(), "model": req.model,
             "currency": req.currency, "lookback": req.lookback_days, "lead_repeat": req.lead_repeat_days,
             "group_by": req.group_by,
             "margin": "" if req.margin is None else str(req.margin), "half_life": HALF_LIFE_DAYS,
@@ -95,11 +110,12 @@ def _models_param(models: tuple[str, ...]) -> str:
 def credits(wh: Warehouse, req: ReportRequest, models: tuple[str, ...] = QUERY_TIME_MODELS) -> list[dict[str, Any]]:
     """The query-time credits themselves (what reports sum): one row per conversion, model and
     credited touch, weight and amount as exact decimal strings, in the live credits' shape."""
-    params = {**_bounds(req), "models": _models_param(models), "label": "touch"}
+    params = {**_bounds(_in_project_zone(wh, req)), "models": _models_param(models), "label": "touch"}
     return wh.rows(_with_fragments((REPORTS / "_credits.sql").read_text()), params)
 
 
 def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
+    req = _in_project_zone(wh, req)
     if req.name in ("paths", "datadriven"):
         return path_report(wh, req, kind=req.kind, collapse=req.collapse, order=req.order, resamples=req.resamples,
                            seed=req.seed)
@@ -119,6 +135,7 @@ def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
         "currency": req.currency,
         "from": req.date_from.isoformat(),
         "to": req.date_to.isoformat(),
+        "timezone": req.timezone,
         "lookback_days": req.lookback_days,
         "group_by": req.group_by,
         "margin": None if req.margin is None else str(req.margin),
@@ -129,8 +146,7 @@ def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
 
 def _money_quality(wh: Warehouse, req: ReportRequest) -> list[dict[str, Any]]:
     """Share of revenue and of leads credited to a visit, by the channel report's own rules."""
-    channels = run(wh, ReportRequest("channels", req.project, req.date_from, req.date_to, req.model, req.currency,
-                                     req.lookback_days))
+    channels = run(wh, replace(req, name="channels", group_by="channel", margin=None))
     lost = next((r for r in channels["rows"] if r["channel"] == "(unattributed)"), None)
     total = channels["total"]
     out = []
@@ -153,6 +169,7 @@ def path_report(wh: Warehouse, req: ReportRequest, *, kind: str = "sale", collap
     with bootstrap intervals, in clickhouse/datadriven.py. kind: 'sale' or 'lead' conversions."""
     from . import datadriven
 
+    req = _in_project_zone(wh, req)
     if kind not in ("sale", "lead"):
         raise ValueError("kind must be 'sale' or 'lead'")
     if not 1 <= order <= 4:
@@ -170,4 +187,4 @@ def path_report(wh: Warehouse, req: ReportRequest, *, kind: str = "sale", collap
                                             "resamples": resamples, "seed": seed, "confidence": confidence}
     total["unconverted"] = sum(a.unconverted for a in aggs)  # conversions with no rate to the report currency
     return {"report": req.name, "model": model, "currency": req.currency, "from": req.date_from.isoformat(),
-            "to": req.date_to.isoformat(), "lookback_days": req.lookback_days, **options, "rows": rows, "total": total}
+            "to": req.date_to.isoformat(), "timezone": req.timezone, "lookback_days": req.lookback_days, **options, "rows": rows, "total": total}

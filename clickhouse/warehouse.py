@@ -24,6 +24,10 @@ _READ_SETTINGS = {
     "output_format_decimal_trailing_zeros": 1,  # "150000.00", not "150000": money keeps its cents
     "output_format_json_quote_64bit_integers": 0,
     "do_not_merge_across_partitions_select_final": 1,
+    # Hash-table sizes remembered from earlier queries steer the planner's join-side swap; on the
+    # report queries it then built the hash table from 10M touches instead of 1M persons, making
+    # every repeated run ~2x slower than the first (bench/reports.py). Plan each query afresh.
+    "collect_hash_table_stats_during_joins": 0,
 }
 _INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")

@@ -1,8 +1,9 @@
 -- Shared fragment (not a report), after _credited.sql: the credits and the spend in the report's
 -- {currency}. Money in another currency is converted by the latest {currency}/X rate on or before
--- its day (POST /api/rates); without one it is left out and counted as `converted` = 0. Revenue is
--- payments + refunds; a project with no payment in the period takes it from its sales' values.
--- Spend: the latest import of each (day, source).
+-- its day (the project's day, time zone {tz}; POST /api/rates); without one it is left out and
+-- counted as `converted` = 0. Revenue is payments + refunds; a project with no payment in the period
+-- takes it from its sales' values.
+-- Spend: `spend_rows` of _spend.sql.
     rates AS (
         SELECT currency, day, rate FROM currency_rates FINAL
         WHERE project = {project:String} AND base = {currency:String}
@@ -20,23 +21,6 @@
                        r.rate > 0, toDecimal128(c.amount * r.rate, 6), toDecimal128(0, 6)) AS money,
                NOT is_revenue OR c.currency IN ({currency:String}, '') OR r.rate > 0 AS converted
         FROM credited AS c
-        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at) >= r.day
+        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at, {tz:String}) >= r.day
     ),
-    spend_rows AS (
-        SELECT s.channel AS channel, s.source AS source, s.campaign AS campaign, s.ad AS ad, s.keyword AS keyword,
-               multiIf(s.currency = {currency:String}, toDecimal128(s.cost, 6),
-                       r.rate > 0, toDecimal128(s.cost * r.rate, 6), toDecimal128(0, 6)) AS money,
-               s.currency = {currency:String} OR r.rate > 0 AS converted
-        FROM (
-            SELECT channel, source, campaign, ad, keyword, day, cost, currency FROM ad_spend FINAL
-            WHERE project = {project:String}
-              AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
-              AND (day, source, import_id) IN (
-                  SELECT day, source, argMax(import_id, imported_at)
-                  FROM ad_spend FINAL
-                  WHERE project = {project:String}
-                    AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
-                  GROUP BY day, source)
-        ) AS s
-        ASOF LEFT JOIN rates AS r ON s.currency = r.currency AND s.day >= r.day
-    )
+--@include _spend.sql

@@ -25,7 +25,7 @@
               AND if(has_payments, kind IN ('payment', 'refund'), kind = 'sale')
         ) AS c
         LEFT JOIN idm AS m ON m.identifier = c.ident
-        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at) >= r.day
+        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at, {tz:String}) >= r.day
     ),
     first_touch AS (
         SELECT if(m.person_id != '', m.person_id,

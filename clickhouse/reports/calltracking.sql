@@ -1,7 +1,7 @@
--- Call-tracking pool sizing: per day, how many visitors were shown a tracking number, how many
--- numbers were in use at the busiest moment (leases overlapping, grace included), how many numbers
--- were used at all, and how many calls were matched to a lease. When the peak reaches the pool's
--- size, visitors got the default number (counted live in /metrics as
+-- Call-tracking pool sizing: per day (the project's days: time zone {tz}), how many visitors were
+-- shown a tracking number, how many numbers were in use at the busiest moment (leases overlapping,
+-- grace included), how many numbers were used at all, and how many calls were matched to a lease.
+-- When the peak reaches the pool's size, visitors got the default number (counted live in /metrics as
 -- moneytrail_events_rejected_total{reason="pool_exhausted"}): add numbers until the peak stays below.
 WITH
     lease_rows AS (
@@ -12,7 +12,7 @@ WITH
     ),
     -- +1 when a lease starts, -1 when its number is free again: the running sum is numbers in use
     steps AS (
-        SELECT toDate(at) AS day, at, delta
+        SELECT toDate(at, {tz:String}) AS day, at, delta
         FROM (SELECT started_at AS at, 1 AS delta FROM lease_rows
               UNION ALL
               SELECT matches_until AS at, -1 AS delta FROM lease_rows)
@@ -23,14 +23,14 @@ WITH
         GROUP BY day
     ),
     matched AS (
-        SELECT toDate(l.started_at) AS day, count() AS calls
+        SELECT toDate(l.started_at, {tz:String}) AS day, count() AS calls
         FROM identity_links AS m
         INNER JOIN lease_rows AS l ON m.b = concat('lease:', l.lease_id)
         WHERE m.project = {project:String} AND startsWith(m.event_id, 'match:')
         GROUP BY day
     ),
     per_day AS (
-        SELECT toDate(started_at) AS day, count() AS leases, uniqExact(anonymous_id) AS visitors,
+        SELECT toDate(started_at, {tz:String}) AS day, count() AS leases, uniqExact(anonymous_id) AS visitors,
                uniqExact(tracking_number) AS numbers_used
         FROM lease_rows
         GROUP BY day

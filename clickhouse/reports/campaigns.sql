@@ -1,5 +1,5 @@
 -- The campaign drill-down: channel (or source: {group_by}) -> campaign -> content / term rows, each
--- level with its subtotal row, the channel report's metrics (see channels.sql) and the total row,
+-- level with its subtotal row, the channel report's metrics (_metrics.sql) and the total row,
 -- all from one snapshot (GROUPING SETS). `level` says which: channel (or source), campaign, ad.
 -- Conversions are credited by {model} at query time (_credited.sql); spend joins by campaign, ad
 -- (= utm_content) and keyword (= utm_term) where the imported rows carry them, else it stays on the
@@ -41,21 +41,9 @@ WITH
             if(grouping(g_campaign) = 1, NULL, if(g_campaign = '', '(none)', g_campaign)) AS campaign,
             if(grouping(g_content) = 1, NULL, if(g_content = '', '(none)', g_content)) AS content,
             if(grouping(g_content) = 1, NULL, if(g_term = '', '(none)', g_term)) AS term,
-            sum(visits) AS visits,
-            toFloat64(round(toDecimal128(round(sum(lead_w), 6), 6) AS lead_count, 4)) AS leads,
-            toFloat64(round(toDecimal128(round(sum(sale_w), 6), 6) AS sale_count, 4)) AS sales,
-            if(lead_count > 0, toFloat64(round(sale_count / lead_count, 4)), NULL) AS conversion,
-            toDecimal128(round(sum(revenue), 2), 2) AS revenue,
-            toDecimal128(round(sum(spend), 2), 2) AS spend,
-            if(lead_count > 0, toDecimal128(round(toDecimal128(spend, 6) / lead_count, 2), 2), NULL) AS cpl,
-            if(sale_count > 0, toDecimal128(round(toDecimal128(spend, 6) / sale_count, 2), 2), NULL) AS cpo,
-            if(spend > 0, toFloat64(round((toDecimal128(revenue, 6) - spend) / spend, 4)), NULL) AS roi,
-            if(spend > 0 AND margin IS NOT NULL,
-               toFloat64(round((toDecimal128(revenue, 6) * margin - spend) / spend, 4)), NULL) AS romi,
-            if(sale_count > 0, toDecimal128(round(toDecimal128(revenue, 6) / sale_count, 2), 2), NULL) AS average_check,
-            toFloat64(round(sum(unconverted), 4)) AS unconverted,
             -- sort keys: a parent row before its children, bigger revenue first at every level
-            grouping(g_campaign) AS top_row, grouping(g_content) AS campaign_row
+            grouping(g_campaign) AS top_row, grouping(g_content) AS campaign_row,
+--@include _metrics.sql
         FROM parts
         GROUP BY GROUPING SETS ((g_top, g_campaign, g_content, g_term), (g_top, g_campaign), (g_top), ())
     )

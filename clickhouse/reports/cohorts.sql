@@ -2,6 +2,7 @@
 -- purchase and by their first-touch channel (the person's earliest non-bot visit before it, however
 -- long ago; no visit -> "(unattributed)"), with their revenue in each month since: month 0 is the
 -- month of the first purchase, 1 the next calendar month, and so on up to the end of the range.
+-- Months are the project's (time zone {tz}).
 -- People are identity_map persons: the latest version of an identifier's row, else the identifier
 -- is its own person ('p_' + 16 hex of its SHA-256); a conversion's identifier is its subject (rows
 -- written before subject existed: its visitor's anon id; with no visitor either, the conversion
@@ -27,8 +28,9 @@ WITH
         LEFT JOIN first_touch AS f ON f.person = c.person
     ),
     cells AS (
-        SELECT formatDateTime(m.first_at, '%Y-%m') AS cohort, m.channel AS channel,
-               toUInt32(dateDiff('month', toStartOfMonth(m.first_at), toStartOfMonth(x.at))) AS month,
+        SELECT formatDateTime(m.first_at, '%Y-%m', {tz:String}) AS cohort, m.channel AS channel,
+               toUInt32(dateDiff('month', toStartOfMonth(m.first_at, {tz:String}),
+                                 toStartOfMonth(x.at, {tz:String}))) AS month,
                m.person AS person, x.kind AS kind, x.amount AS amount, x.converted AS converted,
                uniqExact(m.person) OVER (PARTITION BY cohort, channel) AS cohort_size
         FROM members AS m

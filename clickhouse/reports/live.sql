@@ -4,7 +4,8 @@
 -- (tests/integration/test_live_equals_query_time.py). Leads and sales are sums of credit weights
 -- (fractional under linear, time_decay, position_based); revenue = payments + refunds in
 -- {currency}, or sales' values when the range has no payment; money in other currencies is
--- counted in `unconverted` (the query-time report converts it by the day's rate).
+-- counted in `unconverted` (the query-time report converts it by the day's rate). Days are the
+-- view's UTC days ({day_from} to {day_to}), also for a project in another time zone.
 WITH
     (SELECT max(refreshed_at) FROM live_channel_daily) AS snapshot,
     live AS (
@@ -12,7 +13,7 @@ WITH
                revenue AS paid, currency
         FROM live_channel_daily
         WHERE refreshed_at = snapshot AND project = {project:String} AND model = {model:String}
-          AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
+          AND day >= {day_from:Date} AND day <= {day_to:Date}
     ),
     (SELECT countIf(paid != 0) > 0 FROM live) AS has_payments
 SELECT

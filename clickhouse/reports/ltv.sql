@@ -5,8 +5,8 @@
 --   cac = the channel's spend in the range / its new customers; payback = ltv / cac (= revenue /
 --   spend: how many times the acquisition cost came back; 2.6 = 260%).
 -- People, purchases, revenue and currencies follow cohorts.sql (identity_map persons; payments +
--- refunds, or sales' values when the project has no payment in the range). Spend: the latest
--- import of each (day, source), as in the channel report.
+-- refunds, or sales' values when the project has no payment in the range). Spend: _spend.sql (the
+-- latest import of each day and source), as in the channel report.
 WITH
 --@include _idm.sql
 --@include _purchases.sql
@@ -18,24 +18,8 @@ WITH
         GROUP BY person
         HAVING purchases > 0 AND first_at >= {from:DateTime64(3, 'UTC')}
     ),
-    spend_rows AS (
-        SELECT s.channel AS channel,
-               multiIf(s.currency = {currency:String}, toDecimal128(s.cost, 6),
-                       r.rate > 0, toDecimal128(s.cost * r.rate, 6), toDecimal128(0, 6)) AS money,
-               s.currency = {currency:String} OR r.rate > 0 AS converted
-        FROM (
-            SELECT channel, day, cost, currency FROM ad_spend FINAL
-            WHERE project = {project:String}
-              AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
-              AND (day, source, import_id) IN (
-                  SELECT day, source, argMax(import_id, imported_at)
-                  FROM ad_spend FINAL
-                  WHERE project = {project:String}
-                    AND day >= toDate({from:DateTime64(3, 'UTC')}) AND day < toDate({to:DateTime64(3, 'UTC')})
-                  GROUP BY day, source)
-        ) AS s
-        ASOF LEFT JOIN rates AS r ON s.currency = r.currency AND s.day >= r.day
-    ),
+--@include _spend.sql
+    ,
     parts AS (
         SELECT if(f.person != '' AND f.first_seen <= b.first_at, toString(f.channel), '(unattributed)') AS channel,
                1 AS customers, b.purchases AS purchases, b.purchases >= 2 AS repeat,

@@ -41,7 +41,7 @@ WITH
             ) AS cv
             LEFT JOIN ids AS i ON i.identifier = cv.ident
         ) AS c
-        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at) >= r.day
+        ASOF LEFT JOIN rates AS r ON c.currency = r.currency AND toDate(c.at, {tz:String}) >= r.day
     ),
     tch AS (
         SELECT if(i.person_id != '', i.person_id, 'p_' || substring(lower(hex(SHA256(t.ident))), 1, 16)) AS person,

@@ -72,6 +72,12 @@ def test_decimals_come_back_as_exact_strings(chdb_wh):
     assert chdb_wh.rows("SELECT toDecimal64('1234567.89', 2) AS m") == [{"m": "1234567.89"}]
 
 
+def test_every_query_plans_its_joins_afresh(chdb_wh):
+    """No join sizes remembered from earlier queries (they made repeated reports ~2x slower)."""
+    got = chdb_wh.rows("SELECT toUInt8(getSetting('collect_hash_table_stats_during_joins')) AS s")
+    assert got == [{"s": 0}]
+
+
 def test_unknown_warehouse_url_is_refused():
     with pytest.raises(ValueError, match="unknown warehouse URL"):
         open_warehouse("postgres://x")
