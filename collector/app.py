@@ -604,6 +604,19 @@ def create_app(
             return _json({"ok": False, "reason": "unknown_project", "detail": project_id}, 404)
         return _json({"project": project_id, "vendor": vendor, "settings": sorted(now)})
 
+    @app.post("/api/admin/projects/{project_id}/timezone", tags=["admin"], include_in_schema=False)
+    async def admin_timezone(request: Request, project_id: str) -> Response:
+        if (denied := _admin(request)) is not None:
+            return denied
+        name = str(orjson.loads(await request.body() or b"{}").get("timezone") or "")
+        try:
+            now = await asyncio.to_thread(projects.set_timezone, project_id, name)
+        except LookupError:
+            return _json({"ok": False, "reason": "unknown_project", "detail": project_id}, 404)
+        except ValueError as exc:
+            return _json({"ok": False, "reason": "unknown_timezone", "detail": str(exc)}, 400)
+        return _json({"project": project_id, "timezone": now})
+
     @app.get("/api/admin/projects", tags=["admin"], include_in_schema=False)
     async def admin_list(request: Request) -> Response:
         if (denied := _admin(request)) is not None:

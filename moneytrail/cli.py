@@ -425,6 +425,37 @@ def projects_configure(
     console.print(f"{pid} {vendor}: " + (", ".join(keys) or "no settings"))
 
 
+@projects_app.command("timezone")
+def projects_timezone(
+    name: str = typer.Argument(..., help="project name or id"),
+    zone: str = typer.Argument(..., help="IANA time zone, e.g. Asia/Almaty, Europe/Moscow, UTC"),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """The time zone of the project's report days (from/to, spend days, cohort months)."""
+    from schemas.project import project_id_of
+
+    settings = root.load_settings(data_dir=data_dir)
+    pid = project_id_of(name)
+    server = _server_or_none(settings)
+    if server:
+        zone = _admin_call(server, "POST", f"/api/admin/projects/{pid}/timezone", json={"timezone": zone})["timezone"]
+    else:
+        from clickhouse.projects import UnknownProject
+
+        wh, store = _with_store(settings)
+        try:
+            zone = store.set_timezone(pid, zone)
+        except UnknownProject:
+            err.print(f"[red]no project {pid!r}[/red]")
+            raise typer.Exit(1)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2)
+        finally:
+            wh.close()
+    console.print(f"{pid}: report days in {zone}")
+
+
 @app.command()
 def replay(
     project: Optional[str] = typer.Option(None, help="only this project (default: all)"),
@@ -438,11 +469,42 @@ def replay(
         err.print("[red]stop `moneytrail serve` first: it owns the chDB folder (replay needs it alone)[/red]")
         raise typer.Exit(2)
     wh = root.open_migrated_warehouse(settings)
+    rebuilt = persons = None
     try:
+        if settings.embedded and project is None:
+            # the live credits follow the new rules too: the persons stage is rebuilt beside the live
+            # one and put in its place once the replay has finished
+            import dataclasses
+            import shutil
+
+            from stream_processors.embedded import RocksState
+            from stream_processors.persons import Persons
+
+            rebuilt = settings.data_dir / "state" / "persons.replay"
+            shutil.rmtree(rebuilt, ignore_errors=True)
+            floor = int(wh.rows("SELECT max(version) AS v FROM identity_map")[0]["v"] or 0) + 1
+            store = RocksState(rebuilt)
+            persons = Persons(store, dataclasses.replace(root.persons_config(settings), first_identity_version=floor))
         result = run_replay(wh, root.processor_config(settings), project,
-                            progress=lambda n: err.print(f"replayed {n} events", end="\r"))
+                            progress=lambda n: err.print(f"replayed {n} events", end="\r"), persons=persons)
     finally:
         wh.close()
+        if persons is not None:
+            store.close()
+    if rebuilt is not None:
+        live = settings.data_dir / "state" / "persons"
+        old = live.with_name("persons.before-replay")
+        shutil.rmtree(old, ignore_errors=True)
+        if live.exists():
+            live.rename(old)
+        rebuilt.rename(live)
+        shutil.rmtree(old, ignore_errors=True)
+    elif settings.embedded:
+        err.print("[yellow]one project replayed: its live credits keep the old rules until a replay of all projects "
+                  "rebuilds the persons stage (query-time reports follow the new rules now)[/yellow]")
+    else:
+        err.print("[yellow]distributed mode: the workers' persons state is not rebuilt; live credits follow the new "
+                  "rules for new events (query-time reports follow them for all)[/yellow]")
     console.print(f"replayed {result.events} events of {len(result.projects)} project(s) in {result.seconds:.1f}s: "
                   + ", ".join(f"{k} {v}" for k, v in sorted(result.rows.items())))
 
@@ -503,7 +565,7 @@ def report(
     date_to: Optional[str] = typer.Option(None, "--to", help="last day YYYY-MM-DD (inclusive)"),
     model: str = typer.Option("last_non_direct"),
     currency: Optional[str] = typer.Option(None, help="ISO code (default MONEYTRAIL_DEFAULT_CURRENCY)"),
-    lookback_days: Optional[int] = typer.Option(None, "--lookback-days", help="attribution window (default 90)"),
+    lookback_days: Optional[int] = typer.Option(None, "--lookback-days", help="attribution window (default MONEYTRAIL_LOOKBACK_DAYS, 90)"),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="channel | source | campaign"),
     margin: Optional[str] = typer.Option(None, help="gross margin 0..1 (ROMI in the channels report)"),
     option: list[str] = typer.Option([], "--option", "-o", help="other report parameters as key=value "

@@ -6,6 +6,12 @@ Outputs with deterministic ids (conversions, spend rows, leases) are rewritten i
 replay did not rewrite is deleted at the end. Running it again with the same rules changes nothing.
 The live visitor state is not touched: sessions open at the moment of the replay continue as they
 were under the old rules.
+
+With `persons` (a fresh persons stage on an empty store, embedded mode), the replayed touches,
+conversions, leases and links also go through the persons stage: every conversion is credited anew
+(a newer version than any live one, so the live credits and the live view follow the new rules)
+and the identity graph is rebuilt, its mapping rows written above the existing versions. The caller
+then puts the rebuilt store in place of the live one (cli.py), so live crediting goes on from it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any, Callable
 from clickhouse.sink import TABLE_OF_TOPIC, convert, insert_with_retry
 from clickhouse.warehouse import Warehouse
 from stream_processors.outputs import records_of
+from stream_processors.persons import PERSONS_INPUTS, Persons, Refused
 from stream_processors.sessions import VisitorSessions
 from stream_processors.steps import ProcessorConfig, process
 
@@ -38,8 +45,16 @@ class ReplayResult:
     seconds: float = 0.0
 
 
+def _insert(wh: Warehouse, topic: str, values: list[bytes], token: str, out: ReplayResult) -> None:
+    table_rows, dead = convert(topic, values)
+    for name, part in ((TABLE_OF_TOPIC[topic], table_rows), ("dead_letters", dead)):
+        if part:
+            insert_with_retry(wh, name, part, f"{token}-{name}".replace(" ", "T"))
+            out.rows[name] = out.rows.get(name, 0) + len(part)
+
+
 def replay(wh: Warehouse, config: ProcessorConfig, project: str | None = None,
-           progress: Callable[[int], None] | None = None) -> ReplayResult:
+           progress: Callable[[int], None] | None = None, persons: Persons | None = None) -> ReplayResult:
     started = time.monotonic()
     started_at = wh.rows("SELECT toString(now64(3)) AS t")[0]["t"]
     out = ReplayResult()
@@ -62,12 +77,21 @@ def replay(wh: Warehouse, config: ProcessorConfig, project: str | None = None,
                 pending[topic].extend(v for _, v in recs)
             out.projects.add(r["project"])
         for topic, values in pending.items():
-            table_rows, dead = convert(topic, values)
-            table = TABLE_OF_TOPIC[topic]
-            for name, part in ((table, table_rows), ("dead_letters", dead)):
-                if part:
-                    insert_with_retry(wh, name, part, f"replay-{started_at}-{batch_no}-{name}".replace(" ", "T"))
-                    out.rows[name] = out.rows.get(name, 0) + len(part)
+            _insert(wh, topic, values, f"replay-{started_at}-{batch_no}", out)
+        if persons is not None:
+            persons.begin_batch()
+            made: dict[str, list[bytes]] = defaultdict(list)
+            for topic in PERSONS_INPUTS:
+                for value in pending.get(topic, ()):
+                    result = persons.step(topic, value)
+                    if not isinstance(result, Refused):
+                        for name, recs in result.records().items():
+                            made[name].extend(v for _, v in recs)
+            for name, recs in persons.end_batch().records().items():
+                made[name].extend(v for _, v in recs)
+            for topic, values in made.items():
+                _insert(wh, topic, values, f"replay-{started_at}-{batch_no}-persons", out)
+            persons.overlay.flush()
         batch_no += 1
         out.events += len(rows)
         last = rows[-1]

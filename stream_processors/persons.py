@@ -138,6 +138,8 @@ class PersonsConfig:
     # enquiry (the site form and the CRM deal made from it, a second call about the same sofa):
     # it is kept, but counted and credited once, as the first. Zero: every lead counts.
     lead_repeat: timedelta = DEFAULT_LEAD_REPEAT
+    # a fresh graph's first version (a replay rebuilding the state writes above the rows it replaces)
+    first_identity_version: int = 0
 
 
 @dataclass
@@ -211,7 +213,8 @@ class ProjectPersons:
         self.deferred: dict[str, None] | None = None
         prefix = self._key("i", "")
         rows = [(k[len(prefix):].decode(), v) for k, v in store.items_with_prefix(prefix)]
-        self.graph = IdentityGraph.from_rows(rows) if rows else IdentityGraph(config.max_verified_phones)
+        self.graph = IdentityGraph.from_rows(rows) if rows else IdentityGraph(
+            config.max_verified_phones, first_version=config.first_identity_version)
 
     # ---- store -------------------------------------------------------------------------------
 

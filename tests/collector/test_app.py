@@ -34,6 +34,13 @@ class FakeProjects:
     def rotate(self, pid):
         raise LookupError(pid)
 
+    def set_timezone(self, pid, name):
+        if pid != "shop":
+            raise LookupError(pid)
+        if name not in ("UTC", "Asia/Almaty"):
+            raise ValueError(f"unknown time zone {name!r}")
+        return name
+
 
 class Published(list):
     fail = False
@@ -208,3 +215,16 @@ async def test_phone_and_email_are_hashed_and_never_published_raw(client, publis
     for raw in (b"7011234567", b"701 123", b"Buyer", b"buyer@", b"Aigerim"):
         assert raw not in wire
     assert identify.masked == {"phone": "+7701***4567", "email": "b***r@example.com"}
+
+
+async def test_the_admin_sets_a_projects_time_zone_with_clear_refusals(client):
+    admin = {"Authorization": "Bearer adm_x"}
+    ok = await client.post("/api/admin/projects/shop/timezone", json={"timezone": "Asia/Almaty"}, headers=admin)
+    assert ok.status_code == 200 and ok.json() == {"project": "shop", "timezone": "Asia/Almaty"}
+    bad = await client.post("/api/admin/projects/shop/timezone", json={"timezone": "Mars/Olympus"}, headers=admin)
+    assert (bad.status_code, bad.json()["reason"]) == (400, "unknown_timezone")
+    none = await client.post("/api/admin/projects/nope/timezone", json={"timezone": "UTC"}, headers=admin)
+    assert (none.status_code, none.json()["reason"]) == (404, "unknown_project")
+    anyone = await client.post("/api/admin/projects/shop/timezone", json={"timezone": "UTC"},
+                               headers={"Authorization": "Bearer rt_x"})
+    assert anyone.status_code == 401

@@ -72,3 +72,13 @@ def test_vendor_settings_are_set_and_never_printed(env):
     removed = _run(env, "projects", "configure", "Shop", "stripe", "tolerance_s=")
     assert "tolerance_s" not in removed.stdout.split(":", 1)[1]
     assert _run(env, "projects", "configure", "Shop", "nosuch", "a=b", ok=False).returncode == 2
+
+
+def test_a_projects_time_zone_is_set_checked_and_used_by_its_reports(env):
+    _run(env, "projects", "create", "Shop")
+    assert "report days in Asia/Almaty" in _run(env, "projects", "timezone", "Shop", "Asia/Almaty").stdout
+    bad = _run(env, "projects", "timezone", "Shop", "Mars/Olympus", ok=False)
+    assert bad.returncode == 2 and "unknown time zone" in bad.stderr
+    assert _run(env, "projects", "timezone", "Nope", "UTC", ok=False).returncode == 1
+    out = _run(env, "report", "channels", "--from", "2026-05-01", "--to", "2026-05-31", "--format", "json")
+    assert json.loads(out.stdout)["timezone"] == "Asia/Almaty"  # the zone was kept

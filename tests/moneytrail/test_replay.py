@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from tests.conftest import ROOT, Proc, base_env, free_port, wait_http
+from tests.conftest import ROOT, Proc, base_env, free_port, query_folder, wait_http
 
 RULES_SOURCE = """
 [sources]
@@ -69,3 +69,16 @@ def test_replay_is_idempotent_and_applies_new_rules(tmp_path):
     _run({**env, "MONEYTRAIL_CHANNEL_RULES": str(rules)}, "replay", "--project", "shop")
     after = _report(env)
     assert {row["channel"]: (row["visits"], row["leads"]) for row in after["rows"]} == {"Google Ads": (40, 10)}
+    # that replay named one project: the live credits keep the old rules...
+    assert _live_channels(env) == {"Paid Search": 10 * 6}
+    # ...until a replay of everything rebuilds the persons stage and puts it in place of the live one
+    _run({**env, "MONEYTRAIL_CHANNEL_RULES": str(rules)}, "replay")
+    assert _live_channels(env) == {"Google Ads": 10 * 6}  # ten leads, six models, one credit each
+    state = tmp_path / "data" / "state"
+    assert (state / "persons").is_dir() and not (state / "persons.replay").exists()
+    assert _report(env) == after
+
+
+def _live_channels(env) -> dict[str, int]:
+    rows = query_folder(env, "SELECT channel, count() AS n FROM credits_current WHERE project = 'shop' GROUP BY channel", {})
+    return {r["channel"]: r["n"] for r in rows}
