@@ -598,8 +598,7 @@ def report(
         try:
             project = project or _only_project([p.project_id for p in store.list()])
             try:
-                result = reports.run(wh, root.report_request(name, project, query, settings.default_currency,
-                                                                     settings.lookback_days, settings.lead_repeat_days))
+                result = reports.run(wh, root.settings_report_request(settings, wh, name, project, query))
             except (LookupError, ValueError) as exc:
                 err.print(f"[red]{exc}[/red]")
                 raise typer.Exit(2)

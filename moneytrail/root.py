@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI
 
 from clickhouse import reports
 from clickhouse.kafka_sink import run_kafka_sink
 from clickhouse.migrate import migrate
-from clickhouse.projects import ProjectStore
+from clickhouse.projects import ProjectStore, timezone_of
 from clickhouse.sink import TABLE_OF_TOPIC, BatchingSink
 from clickhouse.warehouse import Warehouse, open_warehouse
 from collector.app import Edge, create_app
@@ -101,7 +102,8 @@ def _whole(query: dict[str, str], key: str, default: int, low: int, high: int) -
 
 
 def report_request(name: str, project: str, query: dict[str, str], default_currency: str = "KZT",
-                   lookback_days: int = 90, lead_repeat_days: int = 30) -> reports.ReportRequest:
+                   lookback_days: int = 90, lead_repeat_days: int = 30,
+                   today: date | None = None) -> reports.ReportRequest:
     """Report parameters from the query string, with clear errors (an unknown one is refused, so a
     typo never silently gives the default). The defaults of the lookback and the repeat-lead rule
     are the live credits' own settings, so a report without parameters gives the live numbers."""
@@ -109,7 +111,7 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
     if unknown:
         raise ValueError(f"unknown parameter {', '.join(unknown)}; parameters: {', '.join(REPORT_PARAMETERS)}")
     try:
-        date_to = date.fromisoformat(query["to"]) if query.get("to") else datetime.now(timezone.utc).date()
+        date_to = date.fromisoformat(query["to"]) if query.get("to") else (today or datetime.now(timezone.utc).date())
         date_from = date.fromisoformat(query["from"]) if query.get("from") else date_to - timedelta(days=29)
     except ValueError as exc:
         raise ValueError(f"dates must be YYYY-MM-DD: {exc}") from None
@@ -160,6 +162,15 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
                                  seed=_whole(query, "seed", 0, 0, 2**31 - 1))
 
 
+def settings_report_request(settings: Settings, wh: Warehouse, name: str, project: str,
+                            query: dict[str, str]) -> reports.ReportRequest:
+    """report_request with this installation's defaults; "today" (the default `to`) is the project's
+    local day (its time zone), not the UTC one."""
+    today = datetime.now(ZoneInfo(timezone_of(wh, project))).date()
+    return report_request(name, project, query, settings.default_currency, settings.lookback_days,
+                          settings.lead_repeat_days, today)
+
+
 def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
@@ -202,9 +213,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
     )
 
     async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:
-        req = report_request(name, project, query, settings.default_currency, settings.lookback_days,
-                             settings.lead_repeat_days)
-        return await asyncio.to_thread(reports.run, wh, req)
+        return await asyncio.to_thread(lambda: reports.run(wh, settings_report_request(settings, wh, name, project, query)))
 
     server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]
     gauges: dict[str, Any] = {}

@@ -94,3 +94,21 @@ def test_an_unknown_zone_is_refused_and_utc_is_the_default(chdb_wh, almaty):
     assert timezone_of(chdb_wh, "no-such-project") == "UTC"
     other, _ = store.create(f"Plain {uuid.uuid4().hex[:6]}")
     assert timezone_of(chdb_wh, other.project_id) == "UTC"
+
+
+def test_the_default_range_ends_on_the_projects_own_today(chdb_wh):
+    """A report without `to` ends today where the business is (UTC+14 here: a different date from
+    UTC's for 14 hours of every day), and `from` defaults to 29 days before it."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from moneytrail import root
+    from moneytrail.settings import Settings
+
+    store = ProjectStore(chdb_wh, min_refresh_s=0)
+    project, _ = store.create(f"Kiritimati {uuid.uuid4().hex[:6]}")
+    store.set_timezone(project.project_id, "Pacific/Kiritimati")
+    req = root.settings_report_request(Settings(), chdb_wh, "channels", project.project_id, {})
+    today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
+    assert (req.date_from, req.date_to) == (today - timedelta(days=29), today)
+    assert root.report_request("channels", "p", {}, today=date(2026, 5, 10)).date_from == date(2026, 4, 11)
