@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import httpx
 import orjson
@@ -405,23 +405,9 @@ def projects_configure(
             except orjson.JSONDecodeError:
                 pass
         values[key] = raw  # everything else stays text: a secret of digits is still a secret
-    settings = root.load_settings(data_dir=data_dir)
     pid = project_id_of(name)
-    server = _server_or_none(settings)
-    if server:
-        out = _admin_call(server, "POST", f"/api/admin/projects/{pid}/vendors/{vendor}", json=values)
-        keys = out["settings"]
-    else:
-        from clickhouse.projects import UnknownProject
-
-        wh, store = _with_store(settings)
-        try:
-            keys = sorted(store.configure(pid, vendor, values))
-        except UnknownProject:
-            err.print(f"[red]no project {pid!r}[/red]")
-            raise typer.Exit(1)
-        finally:
-            wh.close()
+    keys = _change_project(data_dir, pid, f"vendors/{vendor}", values,
+                           lambda store: {"settings": sorted(store.configure(pid, vendor, values))})["settings"]
     console.print(f"{pid} {vendor}: " + (", ".join(keys) or "no settings"))
 
 
@@ -434,26 +420,33 @@ def projects_timezone(
     """The time zone of the project's report days (from/to, spend days, cohort months)."""
     from schemas.project import project_id_of
 
-    settings = root.load_settings(data_dir=data_dir)
     pid = project_id_of(name)
+    zone = _change_project(data_dir, pid, "timezone", {"timezone": zone},
+                           lambda store: {"timezone": store.set_timezone(pid, zone)})["timezone"]
+    console.print(f"{pid}: report days in {zone}")
+
+
+def _change_project(data_dir: Optional[Path], pid: str, admin_path: str, payload: dict[str, Any],
+                    change: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """One change to a project: through the running server's admin API (it owns the chDB folder),
+    else on the project store directly. Unknown project: exit 1; a refused value: exit 2."""
+    settings = root.load_settings(data_dir=data_dir)
     server = _server_or_none(settings)
     if server:
-        zone = _admin_call(server, "POST", f"/api/admin/projects/{pid}/timezone", json={"timezone": zone})["timezone"]
-    else:
-        from clickhouse.projects import UnknownProject
+        return _admin_call(server, "POST", f"/api/admin/projects/{pid}/{admin_path}", json=payload)
+    from clickhouse.projects import UnknownProject
 
-        wh, store = _with_store(settings)
-        try:
-            zone = store.set_timezone(pid, zone)
-        except UnknownProject:
-            err.print(f"[red]no project {pid!r}[/red]")
-            raise typer.Exit(1)
-        except ValueError as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2)
-        finally:
-            wh.close()
-    console.print(f"{pid}: report days in {zone}")
+    wh, store = _with_store(settings)
+    try:
+        return change(store)
+    except UnknownProject:
+        err.print(f"[red]no project {pid!r}[/red]")
+        raise typer.Exit(1)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    finally:
+        wh.close()
 
 
 @app.command()
