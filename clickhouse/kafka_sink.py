@@ -14,6 +14,7 @@ from aiokafka.errors import CommitFailedError
 
 from schemas import topics
 
+from .maintenance import Upkeep
 from .sink import TABLE_OF_TOPIC, convert, insert_with_retry
 from .warehouse import Warehouse
 
@@ -28,7 +29,9 @@ async def run_kafka_sink(
     stop: asyncio.Event,
     max_rows: int = 10_000,
     max_seconds: float = 0.5,
+    prune_every_s: float = 0,
 ) -> None:
+    upkeep = Upkeep(wh, prune_every_s)
     by_kafka_name = {topics.kafka_topic(prefix, t): t for t in TABLE_OF_TOPIC}
     consumer = AIOKafkaConsumer(
         *by_kafka_name,
@@ -51,6 +54,8 @@ async def run_kafka_sink(
                     count += len(msgs)
                 if not got and count:
                     break
+            if upkeep.due():  # between two inserts
+                await asyncio.to_thread(upkeep.run)
             if not batch:
                 continue
             offsets = {}

@@ -19,6 +19,7 @@ import orjson
 from schemas import topics
 from schemas.reasons import RejectReason
 
+from .maintenance import Upkeep
 from .warehouse import Warehouse, WarehouseError
 
 log = logging.getLogger("moneytrail.sink")
@@ -131,8 +132,10 @@ class BatchingSink:
     """In-process sink (embedded mode): `put` collects records; a flusher writes a table's batch
     when it reaches max_rows or is max_seconds old."""
 
-    def __init__(self, wh: Warehouse, max_rows: int = 10_000, max_seconds: float = 0.5) -> None:
+    def __init__(self, wh: Warehouse, max_rows: int = 10_000, max_seconds: float = 0.5,
+                 prune_every_s: float = 0) -> None:
         self._wh = wh
+        self._upkeep = Upkeep(wh, prune_every_s)
         self._max_rows = max_rows
         self._max_seconds = max_seconds
         self._pending: dict[str, _Pending] = {}
@@ -165,6 +168,9 @@ class BatchingSink:
                 pass
             self._wake.clear()
             await self.flush(only_due=True)
+            if self._upkeep.due():
+                async with self._write_lock:
+                    await asyncio.to_thread(self._upkeep.run)
 
     async def flush(self, only_due: bool = False) -> None:
         async with self._write_lock:

@@ -258,7 +258,7 @@ def sink_cmd(data_dir: Optional[Path] = DataDir) -> None:
         await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, settings.kafka_partitions,
                             settings.kafka_replication)
         await run_kafka_sink(wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
-                             settings.sink_batch_rows, settings.sink_batch_seconds)
+                             settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60)
 
     err.print(f"moneytrail sink: {settings.bus} -> {settings.warehouse_display}")
     try:

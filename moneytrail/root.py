@@ -219,7 +219,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
     gauges: dict[str, Any] = {}
     if settings.embedded:
         bus = MemoryBus()
-        sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds)
+        sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60)
         runner = EmbeddedRunner(processor_config(settings), bus.publish, RocksState(settings.data_dir / "state" / "visitors"))
         bus.subscribe(topics.RAW, runner.handle_raw)
         persons_store = RocksState(settings.data_dir / "state" / "persons")
@@ -259,7 +259,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             if sink_wanted:
                 server.background.append(asyncio.create_task(run_kafka_sink(
                     wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
-                    settings.sink_batch_rows, settings.sink_batch_seconds)))
+                    settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60)))
 
         async def on_stop() -> None:
             await kafka.stop()

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     lookback_days: int = Field(90, description="live attribution credits a conversion's touches of this many days before it")
     max_verified_phones: int = Field(1, description="a cookie or device may join at most this many people with different verified phones")
     lead_repeat_days: int = Field(30, ge=0, le=365, description="a person's lead within this many days after their previous lead is a repeat enquiry, counted once (0: every lead counts)")
+    credits_prune_minutes: float = Field(10, ge=0, description="the sink deletes superseded credit versions this often (0: never)")
     sink_batch_rows: int = 10_000
     sink_batch_seconds: float = 0.5
     sink_group: str = "moneytrail-sink"
