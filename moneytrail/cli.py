@@ -455,47 +455,30 @@ def replay(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Re-process the kept raw events with the current channel rules and session settings."""
-    from .replay import replay as run_replay
+    from .replay import replay as run_replay, replay_rebuilding_persons
 
     settings = root.load_settings(data_dir=data_dir)
     if _server_or_none(settings):
         err.print("[red]stop `moneytrail serve` first: it owns the chDB folder (replay needs it alone)[/red]")
         raise typer.Exit(2)
     wh = root.open_migrated_warehouse(settings)
-    rebuilt = persons = None
+    rebuild = settings.embedded and project is None  # then live credits follow the new rules too
+
+    def progress(n: int) -> None:
+        err.print(f"replayed {n} events", end="\r")
+
     try:
-        if settings.embedded and project is None:
-            # the live credits follow the new rules too: the persons stage is rebuilt beside the live
-            # one and put in its place once the replay has finished
-            import dataclasses
-            import shutil
-
-            from stream_processors.embedded import RocksState
-            from stream_processors.persons import Persons
-
-            rebuilt = settings.data_dir / "state" / "persons.replay"
-            shutil.rmtree(rebuilt, ignore_errors=True)
-            floor = int(wh.rows("SELECT max(version) AS v FROM identity_map")[0]["v"] or 0) + 1
-            store = RocksState(rebuilt)
-            persons = Persons(store, dataclasses.replace(root.persons_config(settings), first_identity_version=floor))
-        result = run_replay(wh, root.processor_config(settings), project,
-                            progress=lambda n: err.print(f"replayed {n} events", end="\r"), persons=persons)
+        if rebuild:
+            result = replay_rebuilding_persons(wh, root.processor_config(settings), root.persons_config(settings),
+                                               settings.data_dir / "state", progress)
+        else:
+            result = run_replay(wh, root.processor_config(settings), project, progress=progress)
     finally:
         wh.close()
-        if persons is not None:
-            store.close()
-    if rebuilt is not None:
-        live = settings.data_dir / "state" / "persons"
-        old = live.with_name("persons.before-replay")
-        shutil.rmtree(old, ignore_errors=True)
-        if live.exists():
-            live.rename(old)
-        rebuilt.rename(live)
-        shutil.rmtree(old, ignore_errors=True)
-    elif settings.embedded:
+    if not rebuild and settings.embedded:
         err.print("[yellow]one project replayed: its live credits keep the old rules until a replay of all projects "
                   "rebuilds the persons stage (query-time reports follow the new rules now)[/yellow]")
-    else:
+    elif not settings.embedded:
         err.print("[yellow]distributed mode: the workers' persons state is not rebuilt; live credits follow the new "
                   "rules for new events (query-time reports follow them for all)[/yellow]")
     console.print(f"replayed {result.events} events of {len(result.projects)} project(s) in {result.seconds:.1f}s: "

@@ -16,15 +16,18 @@ then puts the rebuilt store in place of the live one (cli.py), so live crediting
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from clickhouse.sink import TABLE_OF_TOPIC, convert, insert_with_retry
 from clickhouse.warehouse import Warehouse
 from stream_processors.outputs import records_of
-from stream_processors.persons import PERSONS_INPUTS, Persons, Refused
+from stream_processors.persons import PERSONS_INPUTS, Persons, PersonsConfig
 from stream_processors.sessions import VisitorSessions
 from stream_processors.steps import ProcessorConfig, process
 
@@ -82,11 +85,9 @@ def replay(wh: Warehouse, config: ProcessorConfig, project: str | None = None,
             persons.begin_batch()
             made: dict[str, list[bytes]] = defaultdict(list)
             for topic in PERSONS_INPUTS:
-                for value in pending.get(topic, ()):
-                    result = persons.step(topic, value)
-                    if not isinstance(result, Refused):
-                        for name, recs in result.records().items():
-                            made[name].extend(v for _, v in recs)
+                for value in pending.get(topic, ()):  # a refusal is a dead letter here too
+                    for name, recs in persons.step(topic, value).records().items():
+                        made[name].extend(v for _, v in recs)
             for name, recs in persons.end_batch().records().items():
                 made[name].extend(v for _, v in recs)
             for topic, values in made.items():
@@ -103,3 +104,29 @@ def replay(wh: Warehouse, config: ProcessorConfig, project: str | None = None,
                    {"p": p, "t": started_at})
     out.seconds = time.monotonic() - started
     return out
+
+
+def replay_rebuilding_persons(wh: Warehouse, config: ProcessorConfig, persons_config: PersonsConfig,
+                              state_dir: Path, progress: Callable[[int], None] | None = None) -> ReplayResult:
+    """A replay of every project (embedded mode, the server stopped) that also rebuilds the persons
+    stage beside the live one (state_dir/persons.replay) and then puts it in its place: live
+    crediting goes on from the state the new rules made. Identity rows are written above the
+    existing versions. A failed replay leaves the live state as it was."""
+    from stream_processors.embedded import RocksState
+
+    rebuilt, live = state_dir / "persons.replay", state_dir / "persons"
+    shutil.rmtree(rebuilt, ignore_errors=True)
+    floor = int(wh.rows("SELECT max(version) AS v FROM identity_map")[0]["v"] or 0) + 1
+    store = RocksState(rebuilt)
+    try:
+        result = replay(wh, config, None, progress,
+                        Persons(store, dataclasses.replace(persons_config, first_identity_version=floor)))
+    finally:
+        store.close()
+    old = live.with_name("persons.before-replay")
+    shutil.rmtree(old, ignore_errors=True)
+    if live.exists():
+        live.rename(old)
+    rebuilt.rename(live)
+    shutil.rmtree(old, ignore_errors=True)
+    return result

@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Awaitable, Callable, Protocol
 
-from schemas import topics
 
-from .outputs import dead_letter_record, records_of
-from .persons import Persons, Refused
-from .sessions import VisitorSessions
-from .steps import DeadLetter, ProcessorConfig, load_visitor, process
+from .outputs import process_batch
+from .persons import Persons
+from .steps import ProcessorConfig
 
 Publish = Callable[[str, list[tuple[bytes, bytes]]], Awaitable[None]]
 
@@ -78,20 +76,12 @@ class EmbeddedRunner:
         self.processed = 0
 
     async def handle_raw(self, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-        """Outputs are published before the visitors' new states are written (see faust_app)."""
-        merged: dict[str, list[tuple[bytes, bytes]]] = {}
-        states: dict[bytes, VisitorSessions] = {}  # the batch's new states (immutable), written at its end
-        for key, value in records:
-            visitor = states[key] if key in states else load_visitor(self._visitors.get(key))
-            new, result = process(self._config, visitor, value)
-            if new is not visitor and new is not None:
-                states[key] = new
-            for out_topic, recs in records_of(result).items():
-                merged.setdefault(out_topic, []).extend(recs)
-            self.processed += 1
-        for out_topic, recs in merged.items():
+        """Outputs are published before the visitors' new states are written (see outputs.Batch)."""
+        batch = process_batch(self._config, records, lambda _i, key: self._visitors.get(key))
+        self.processed += len(records)
+        for out_topic, recs in batch.published.items():
             await self._publish(out_topic, recs)
-        write_many(self._visitors, {key: state.to_bytes() for key, state in states.items()})
+        write_many(self._visitors, {key: state.to_bytes() for key, (_i, state) in batch.states.items()})
 
     def close(self) -> None:
         self._visitors.close()
@@ -113,13 +103,8 @@ class PersonsRunner:
             merged: dict[str, list[tuple[bytes, bytes]]] = {}
             self._persons.begin_batch()
             for _key, value in records:
-                result = self._persons.step(topic, value)
-                if isinstance(result, Refused):
-                    merged.setdefault(topics.DEAD_LETTERS, []).append(
-                        dead_letter_record(DeadLetter(result.reason, result.detail, result.payload)))
-                else:
-                    for out_topic, recs in result.records().items():
-                        merged.setdefault(out_topic, []).extend(recs)
+                for out_topic, recs in self._persons.step(topic, value).records().items():
+                    merged.setdefault(out_topic, []).extend(recs)
                 self.processed += 1
             for out_topic, recs in self._persons.end_batch().records().items():
                 merged.setdefault(out_topic, []).extend(recs)

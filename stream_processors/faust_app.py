@@ -21,10 +21,9 @@ from faust.streams import _current_event  # the context variable Faust's tables 
 
 from schemas import topics
 
-from .outputs import dead_letter_record, records_of
-from .persons import PERSONS_INPUTS, Persons, PersonsConfig, Refused
-from .sessions import VisitorSessions
-from .steps import DeadLetter, ProcessorConfig, load_visitor, process
+from .outputs import process_batch
+from .persons import PERSONS_INPUTS, Persons, PersonsConfig
+from .steps import ProcessorConfig
 
 
 class TableStore:
@@ -160,23 +159,17 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
         # against the old states and emits the same touches again (a state written first would
         # make the redelivered event look seen and its touch would never be emitted).
         async for events in stream.take_events(500, within=0.2):
-            states: dict[bytes, tuple[object, VisitorSessions]] = {}  # the batch's new states (immutable)
-            sent = []
-            for event in events:
-                if event.key in states:
-                    visitor = states[event.key][1]
-                else:
-                    with as_current(event):
-                        visitor = load_visitor(visitors.get(event.key))
-                new, result = process(config, visitor, event.value)
-                if new is not visitor and new is not None:
-                    states[event.key] = (event, new)
-                for name, records in records_of(result).items():
-                    sent.extend([await out[name].send(key=key, value=value) for key, value in records])
+            def stored(i: int, key: bytes) -> bytes | None:
+                with as_current(events[i]):  # the visitor's partition (the raw record's own)
+                    return visitors.get(key)
+
+            batch = process_batch(config, [(e.key, e.value) for e in events], stored)
+            sent = [await out[name].send(key=key, value=value)
+                    for name, records in batch.published.items() for key, value in records]
             for fut in sent:
                 await fut
-            for key, (event, state) in states.items():
-                with as_current(event):  # the visitor's partition (the raw record's own)
+            for key, (i, state) in batch.states.items():
+                with as_current(events[i]):
                     visitors[key] = state.to_bytes()
             await changelog_delivered(app)
             watchdog.batch_done()
@@ -214,14 +207,8 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
             records: dict[str, list[tuple[bytes, bytes]]] = {}
             last_of_project: dict[bytes, object] = {}
             for event in events:
-                result = persons.step(name_of[event.message.topic], event.value)
                 last_of_project[event.key] = event
-                if isinstance(result, Refused):
-                    produced = {topics.DEAD_LETTERS: [dead_letter_record(DeadLetter(result.reason, result.detail,
-                                                                                    result.payload))]}
-                else:
-                    produced = result.records()
-                for name, recs in produced.items():
+                for name, recs in persons.step(name_of[event.message.topic], event.value).records().items():
                     records.setdefault(name, []).extend(recs)
             for name, recs in persons.end_batch().records().items():
                 records.setdefault(name, []).extend(recs)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import orjson
 
 from schemas import topics
 
-from .steps import DeadLetter, Emitted, StepResult
+from .sessions import VisitorSessions
+from .steps import DeadLetter, Emitted, ProcessorConfig, StepResult, load_visitor, process
 
 
 def dead_letter_record(dl: DeadLetter) -> tuple[bytes, bytes]:
@@ -38,3 +42,29 @@ def records_of(result: StepResult) -> dict[str, list[tuple[bytes, bytes]]]:
     if result.leases:
         out[topics.LEASES] = [(r.row["project"].encode(), r.to_bytes()) for r in result.leases]
     return out
+
+
+@dataclass
+class Batch:
+    """A batch of raw records through `process`: what to publish (topic -> records, in order) and
+    each changed visitor's new state with the position of its last record in the batch (Faust
+    writes a state to that record's partition). The runners publish first and write the states
+    after, so a crash in between re-processes the batch against the old states."""
+
+    published: dict[str, list[tuple[bytes, bytes]]]
+    states: dict[bytes, tuple[int, VisitorSessions]]
+
+
+def process_batch(config: ProcessorConfig, records: list[tuple[bytes, bytes]],
+                  stored: Callable[[int, bytes], bytes | None]) -> Batch:
+    """Several raw records of any visitors; `stored(i, key)` reads the state of record i's visitor
+    from the store. A visitor met again in the batch continues from the batch's own state."""
+    batch = Batch({}, {})
+    for i, (key, value) in enumerate(records):
+        visitor = batch.states[key][1] if key in batch.states else load_visitor(stored(i, key))
+        new, result = process(config, visitor, value)
+        if new is not visitor and new is not None:
+            batch.states[key] = (i, new)
+        for topic, recs in records_of(result).items():
+            batch.published.setdefault(topic, []).extend(recs)
+    return batch

@@ -44,6 +44,8 @@ from schemas.reasons import RejectReason
 
 from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conversion, Credit, TouchPoint,
                           credit_all, credit_id, minor_units_of)
+from .outputs import dead_letter_record
+from .steps import DeadLetter
 from .identity import (DEFAULT_MAX_VERIFIED_PHONES, GuardTripped, IdentityGraph, Link, MappingRow, person_id)
 
 CREDITED_KINDS = frozenset({"lead", "sale", "payment", "refund"})
@@ -170,6 +172,10 @@ class Refused:
     reason: RejectReason
     detail: str
     payload: bytes
+
+    def records(self) -> dict[str, list[tuple[bytes, bytes]]]:
+        """What a refusal puts on the bus (like PersonsOut.records): its dead letter."""
+        return {topics.DEAD_LETTERS: [dead_letter_record(DeadLetter(self.reason, self.detail, self.payload))]}
 
 
 def _us(text: str) -> int:
@@ -371,16 +377,16 @@ class ProjectPersons:
             facts = self._facts(members)
             if not facts:
                 continue
-            repeats = self._repeat_leads(facts)
             touches: list[TouchPoint] | None = None
+            repeats: set[str] = set()
             for cid, fact in facts.items():
                 if window is not None and not window[0] <= fact["at"] <= window[1]:
                     continue
-                if self.deferred is not None:
+                if self.deferred is not None:  # credited at the batch's end (end_batch)
                     self.deferred[cid] = None
                     continue
                 if touches is None:
-                    touches = self._touches(members)
+                    touches, repeats = self._touches(members), self._repeat_leads(facts)
                 self._credit(cid, fact, person, out, touches, cid in repeats)
 
     def _facts(self, members: tuple[tuple[str, str], ...]) -> dict[str, dict]:

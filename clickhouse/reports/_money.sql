@@ -4,13 +4,7 @@
 -- counted as `converted` = 0. Revenue is payments + refunds; a project with no payment in the period
 -- takes it from its sales' values.
 -- Spend: `spend_rows` of _spend.sql.
-    rates AS (
-        SELECT currency, day, rate FROM currency_rates FINAL
-        WHERE project = {project:String} AND base = {currency:String}
-    ),
-    (SELECT count() > 0 FROM conversions FINAL
-     WHERE project = {project:String} AND kind IN ('payment', 'refund')
-       AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}) AS has_payments,
+--@include _rates.sql
     -- one row per credit: its label (see _credited.sql), model, kind, weight, and its amount as money
     -- when it counts as revenue (0 otherwise)
     credited_money AS (

@@ -3,13 +3,7 @@
 -- purchase and refund up to the end of the range (earlier ones decide who is new), with its
 -- person and its amount in {currency}; and `first_touch`: each person's earliest non-bot visit
 -- (time and channel) before the end of the range.
-    rates AS (
-        SELECT currency, day, rate FROM currency_rates FINAL
-        WHERE project = {project:String} AND base = {currency:String}
-    ),
-    (SELECT count() > 0 FROM conversions FINAL
-     WHERE project = {project:String} AND kind IN ('payment', 'refund')
-       AND at >= {from:DateTime64(3, 'UTC')} AND at < {to:DateTime64(3, 'UTC')}) AS has_payments,
+--@include _rates.sql
     money AS (
         SELECT c.at AS at, c.kind AS kind,
                if(m.person_id != '', m.person_id, concat('p_', substring(lower(hex(SHA256(c.ident))), 1, 16))) AS person,

@@ -1,5 +1,5 @@
 -- Shared fragment (not a report), inside a WITH after a `rates` CTE ({currency}'s rates, see
--- _money.sql): `spend_rows`, the ad spend of the range's days ({day_from} to {day_to}, the project's
+-- _rates.sql): `spend_rows`, the ad spend of the range's days ({day_from} to {day_to}, the project's
 -- days as the ad platforms report them) in {currency}. A re-import of a (day, source) replaces it, so
 -- only the latest import of each (day, source) counts. Spend in another currency is converted by
 -- the latest rate on or before its day; without one it counts 0 and `converted` = 0.
