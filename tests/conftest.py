@@ -25,10 +25,39 @@ def missing_part(why: str) -> None:
     pytest.skip(why)  # reached only off CI: under CI=true the line above fails the test
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port no one listens on, chosen BELOW the kernel's ephemeral range: a port the kernel hands
+    out (bind to 0) is also what any outgoing connection may take a moment later, so a server that
+    binds it later, or binds it again after a restart, can find it taken (CI once failed so: the
+    Kafka controller port, picked as port+1 of such a port, was in use). Never the same port twice
+    in one test run."""
+    import random
+
+    low, _ = _ephemeral_range()
+    top = min(low, 32768) - 1
+    for _ in range(200):
+        port = random.randint(20000, top)
+        if port in _HANDED_OUT or port == KAFKA_PORT or port - 1 == KAFKA_PORT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port in 20000-{top}")
 
 
 def _port_open(port: int) -> bool:

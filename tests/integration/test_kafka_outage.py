@@ -22,8 +22,8 @@ EVENTS, BATCH = 10_000, 20
 KAFKA = ROOT / "deploy" / "local" / "kafka.sh"
 
 
-def _kafka(cmd: str, port: int, data: Path, clean: bool = False) -> None:
-    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA_DIR": str(data)}
+def _kafka(cmd: str, port: int, controller: int, data: Path, clean: bool = False) -> None:
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_CONTROLLER_PORT": str(controller), "KAFKA_DATA_DIR": str(data)}
     if clean:
         env["KAFKA_CLEAN"] = "1"
     out = subprocess.run(["bash", str(KAFKA), cmd], env=env, capture_output=True, text=True, timeout=300)
@@ -39,9 +39,9 @@ def _metric(base: str, name: str) -> float:
 
 
 def test_events_acknowledged_during_a_kafka_outage_land_exactly_once(tmp_path: Path) -> None:
-    kport = free_port()
+    kport, kcontrol = free_port(), free_port()
     kdata = tmp_path / "kafka"
-    _kafka("start", kport, kdata, clean=True)
+    _kafka("start", kport, kcontrol, kdata, clean=True)
     port, web, run = free_port(), free_port(), uuid.uuid4().hex[:8]
     env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_BUS=f"kafka://127.0.0.1:{kport}",
                    MONEYTRAIL_TOPIC_PREFIX=f"outage-{run}", MONEYTRAIL_SINK_GROUP=f"sink-{run}",
@@ -77,11 +77,11 @@ def test_events_acknowledged_during_a_kafka_outage_land_exactly_once(tmp_path: P
         for t in senders:
             t.start()
         time.sleep(3)
-        _kafka("stop", kport, kdata)
+        _kafka("stop", kport, kcontrol, kdata)
         stopped_at = time.monotonic()
         time.sleep(30)
         spooled_during = _metric(base, "moneytrail_spooled")
-        _kafka("start", kport, kdata)
+        _kafka("start", kport, kcontrol, kdata)
         outage = time.monotonic() - stopped_at
         for t in senders:
             t.join(300)
@@ -100,7 +100,7 @@ def test_events_acknowledged_during_a_kafka_outage_land_exactly_once(tmp_path: P
     finally:
         worker.stop()
         server_code = server.stop()
-        _kafka("stop", kport, kdata)
+        _kafka("stop", kport, kcontrol, kdata)
     assert server_code == 0, server.output()[-3000:]
     stored = query_folder(env, "SELECT count() AS n, uniqExact(event_id) AS ids FROM raw_events FINAL WHERE project = {p:String}",
                           {"p": creds["project"]})[0]
