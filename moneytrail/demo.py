@@ -616,11 +616,11 @@ class _Builder:
         elif first_kind == "kaspi" and rng.random() < 0.09:
             self.kaspi_order(p, last)
 
-    def login_on_both(self, p: _Person, old: Visit, new: Visit) -> None:
+    def login_on_both(self, p: _Person, old: Visit, new: Visit, always: bool = False) -> None:
         """Most device switchers have an account on the shop's site and sign in on both devices
         (the site's identify call with its account id): the evidence that joins the two cookies.
         A separate generator per person, so the main sequence (and every other id) is unchanged."""
-        if random.Random(f"{self.run}:login:{p.pid}").random() >= 0.75:
+        if random.Random(f"{self.run}:login:{p.pid}").random() >= 0.75 and not always:
             return
         user_id = f"acc-{p.pid[1:]}"
         self.ids["user_id"][user_id] = p.pid
@@ -921,6 +921,46 @@ class _Builder:
         else:
             self.repeat_purchase(p, at)
 
+    def showcase(self) -> None:
+        """One scripted cross-device buyer in every plan, so even a small or short demo shows what
+        stitching recovers (random device switchers who then pay may be absent from a small sample):
+        an Instagram ad click on the phone, two days later a direct visit on a laptop, signed in on
+        both, and a web checkout on the laptop (a cookie-only join credits Direct; the person's
+        journey says Paid Social), then a Kaspi app order naming only the phone. Runs after
+        everything else, so no other id or number changes."""
+        day = max(self.days - 8, 0)
+        p = self.new_person("instagram_ads")
+        p.devices = [p.devices[0]] if p.mobile else []
+        if not p.devices:
+            self.add_device(p, True)
+        phone_visit = self.visit(p, self.daytime(self.arrival_time(day)), "instagram_ads", pages=3)
+        if phone_visit is None:
+            return
+        self.add_device(p, False)
+        laptop_visit = self.visit(p, self.daytime(phone_visit.end + timedelta(days=2), 10, 20), "direct", pages=4)
+        if laptop_visit is None:
+            return
+        self.login_on_both(p, phone_visit, laptop_visit, always=True)
+        price = _money(next(x[3] for x in PRODUCTS if x[3] is not None))
+        pay_at = laptop_visit.end + timedelta(seconds=90)
+        if pay_at >= self.end:
+            return
+        self.track(laptop_visit.anon, p.device[1], pay_at - timedelta(seconds=30), "Checkout Started",
+                   {"value": f"{price:.2f}", "currency": CURRENCY}, f"{SITE}/checkout")
+        pid = f"web-{self.run}-{self.next('web'):05d}"
+        self.payment(p, pay_at, pid, "payment", price, "halyk_epay",
+                     {"phone": self.phone_of(p), "anonymous_id": laptop_visit.anon}, laptop_visit.anon,
+                     order=f"W{pid[-9:]}")
+        p.customer_since = pay_at
+        # two days later chairs to match, ordered in the Kaspi app: Kaspi names only the phone, which
+        # a cookie-only join cannot place (unattributed); the checkout joined that phone to the person
+        kaspi_at = self.daytime(pay_at + timedelta(days=2), 10, 20)
+        if kaspi_at >= self.end:
+            return
+        chairs = _money(4 * next(x[3] for x in PRODUCTS if x[1] == "stul-venecia"))
+        kid = f"kaspi-{self.run}-{self.next('kaspi'):05d}"
+        self.payment(p, kaspi_at, kid, "payment", chairs, "kaspi", {"phone": self.phone_of(p)}, "", order=f"K{kid[-9:]}")
+
     def repeat_purchase(self, p: _Person, after: datetime) -> None:
         rng = self.rng
         if rng.random() >= 0.14:
@@ -1084,6 +1124,7 @@ def generate(seed: int = 42, days: int = 90, today: date | None = None, scale: f
     if live:
         b.live_calls()
     spend_rows = b.spend(sends)
+    b.showcase()
 
     requests = _spend_requests(spend_rows)
     messages = sorted(b.messages, key=lambda m: (m["timestamp"], m["messageId"]))
