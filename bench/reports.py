@@ -4,9 +4,13 @@ and the sink's insert rate.
     uv run python bench/reports.py [--touches 10000000] [--conversions 1000000]
 
 Data is generated inside ClickHouse (numbers() + hashes), so the bench measures the query, not the
-loading. Every rule-based model is credited at query time through persons (reports/_credited.sql),
-then the models report (all six in one query), then the report's skeleton (SKELETON: the part no
-rewrite of the same plan can avoid). Prints numbers; asserts nothing.
+loading. The live credits the processors would have written for these rows are written too: by
+the query-time SQL itself (reports/_credited.sql, all six models; a repeat lead a version of weight 0
+per model), which tests/clickhouse/test_query_time_models.py proves equal to what the persons stage
+writes. Then, for every rule-based model, the channel report as the API serves it by default (read
+from the live credits, after the coverage check) and credited at query time through persons
+(recompute=true); the models report (all six) both ways; the query-time skeleton (SKELETON: the part
+no rewrite of the same plan can avoid). Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -95,6 +99,30 @@ SKELETON = """
     )"""
 
 
+def write_live_credits(wh: ChdbWarehouse) -> tuple[float, int]:
+    """The credits the live persons stage writes for the loaded rows (see the module docstring)."""
+    started = time.perf_counter()
+    req = reports.ReportRequest("channels", "shop", date(2026, 1, 1), date(2026, 12, 31))
+    params = {**reports._bounds(req), "models": reports._models_param(reports.QUERY_TIME_MODELS), "label": "touch"}
+    columns = ("project, credit_id, conversion_id, kind, conversion_at, person_id, model, touch_id, channel, source, "
+               "medium, campaign, weight, amount, currency, revision, version")
+    wh.command(reports._with_fragments(f"""INSERT INTO credits ({columns})
+        WITH
+--@include _credited.sql
+        SELECT 'shop', concat(conversion_id, ':', model, ':', touch_id), conversion_id, kind, at, '', model, touch_id,
+               if(touch_id = '', '(unattributed)', (splitByChar('\\x1f', label) AS f)[1]), if(touch_id = '', '', f[2]),
+               if(touch_id = '', '', f[3]), if(touch_id = '', '', f[4]), weight, amount, currency, 0, 1
+        FROM credited"""), params)
+    wh.command(f"""INSERT INTO credits ({columns})
+        SELECT 'shop', concat(conversion_id, ':', model), conversion_id, kind, at, '', arrayJoin({reports._models_param(reports.QUERY_TIME_MODELS)}) AS model,
+               '', '(repeat lead)', '', '', '', 0, 0, currency, 0, 1
+        FROM conversions FINAL
+        WHERE project = 'shop' AND kind IN ('lead', 'sale', 'payment', 'refund')
+          AND conversion_id NOT IN (SELECT conversion_id FROM credits)""")
+    wh.command("OPTIMIZE TABLE credits FINAL")
+    return time.perf_counter() - started, wh.rows("SELECT count() AS n FROM credits")[0]["n"]
+
+
 def sink_rate(wh: ChdbWarehouse, rows: int = 100_000) -> float:
     batch = [{"project": "sink", "touch_id": f"s{i}", "anonymous_id": f"v{i % 5000}", "user_id": "",
               "started_at": "2026-11-20T10:00:00Z", "source": "google", "medium": "cpc", "campaign": "sofas",
@@ -121,36 +149,57 @@ def main() -> None:
         wh = ChdbWarehouse(Path(tmp) / "warehouse")
         migrate(wh)
         loaded = load(wh, args.touches, args.conversions, visitors=args.touches // 4)
+        credited_s, credit_rows = write_live_credits(wh)
         persons = wh.rows("SELECT (SELECT count() FROM identity_map) AS mapped, (SELECT count() FROM identity_links) AS links")[0]
         timings: dict[str, list[float]] = {}
         cpu: dict[str, list[float]] = {}  # the engine runs in this process: CPU time of all its threads
-        for name, model in [("channels", m) for m in reports.QUERY_TIME_MODELS] + [("models", "all six")]:
-            req = reports.ReportRequest(name, "shop", date(2026, 1, 1), date(2026, 12, 31),
-                                        model=model if name == "channels" else "last_non_direct")
-            for _ in range(args.runs if name == "channels" else 1):
-                started, cpu_started = time.perf_counter(), time.process_time()
-                result = reports.run(wh, req)
-                timings.setdefault(f"{name} report, {model}", []).append(time.perf_counter() - started)
-                cpu.setdefault(f"{name} report, {model}", []).append(time.process_time() - cpu_started)
+        live = reports.LiveRules(90, 30)
+        totals: dict[str, dict] = {}
+        for recompute in (False, True):
+            how = "query time" if recompute else "live credits"
+            for name, model in [("channels", m) for m in reports.QUERY_TIME_MODELS] + [("models", "all six")]:
+                req = reports.ReportRequest(name, "shop", date(2026, 1, 1), date(2026, 12, 31),
+                                            model=model if name == "channels" else "last_non_direct", live=live,
+                                            recompute=recompute)
+                what = f"{name}, {how}, {model}"
+                for _ in range(args.runs if name == "channels" else 1):
+                    started, cpu_started = time.perf_counter(), time.process_time()
+                    result = reports.run(wh, req)
+                    timings.setdefault(what, []).append(time.perf_counter() - started)
+                    cpu.setdefault(what, []).append(time.process_time() - cpu_started)
+                    assert result["attribution"]["computed"] == how, result["attribution"]
                 if name == "channels":
-                    out = result
+                    totals[what] = result["total"]
+        same = all(totals[f"channels, live credits, {m}"] == totals[f"channels, query time, {m}"]
+                   for m in reports.QUERY_TIME_MODELS if m != "time_decay")
+        out = totals["channels, live credits, last_non_direct"]
+        coverage = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            wh.rows((reports.REPORTS / "_live_coverage.sql").read_text(), {**reports._bounds(req), "model": "first_touch"})
+            coverage.append(time.perf_counter() - started)
         skeleton = reports._with_fragments("WITH\n--@include _credited.sql\n") + SKELETON
         req = reports.ReportRequest("channels", "shop", date(2026, 1, 1), date(2026, 12, 31))
         for _ in range(args.runs):
             started, cpu_started = time.perf_counter(), time.process_time()
             wh.rows(skeleton, reports._bounds(req))
-            timings.setdefault("skeleton (persons + grouping)", []).append(time.perf_counter() - started)
-            cpu.setdefault("skeleton (persons + grouping)", []).append(time.process_time() - cpu_started)
+            timings.setdefault("query-time skeleton (persons + grouping)", []).append(time.perf_counter() - started)
+            cpu.setdefault("query-time skeleton (persons + grouping)", []).append(time.process_time() - cpu_started)
         rate = sink_rate(wh)
         wh.close()
     print("=" * 92)
     print(f"reports on chDB: {args.touches:,} touches, {args.conversions:,} conversions (generated in {loaded:.1f} s)")
     print(f"  persons: {persons['mapped']:,} identity_map rows, {persons['links']:,} identity links; 30% of the "
           "conversions are calls reaching their visitor only through a person")
+    print(f"  live credits: {credit_rows:,} rows for six models (written in {credited_s:.1f} s)")
+    print("  channels, live credits = what GET /api/reports/channels serves by default once the live stage has "
+          "credited the range (goal <= 1 s); query time = recompute=true, or any other lookback / lead rule")
     for what, t in timings.items():
-        print(f"  {what:32s}: median {statistics.median(t):.2f} s, best {min(t):.2f} s over {len(t)} run(s), "
-              f"CPU {statistics.median(cpu[what]):.2f} s (goal <= 1 s for the channel report)")
-    print(f"  total row: {out['total']['visits']:,} visits, {out['total']['leads']:,} leads, revenue {out['total']['revenue']}")
+        print(f"  {what:42s}: median {statistics.median(t):.2f} s, best {min(t):.2f} s over {len(t)} run(s), "
+              f"CPU {statistics.median(cpu[what]):.2f} s")
+    print(f"  of which the live coverage check: median {statistics.median(coverage):.3f} s")
+    print(f"  total row: {out['visits']:,} visits, {out['leads']:,} leads, revenue {out['revenue']}; "
+          f"live credits == query time in every exact model: {same}")
     print(f"  sink: {rate:,.0f} rows/s into touches (JSONEachRow, 10 000-row batches, one thread; goal >= 100 000)")
     print("  markov / shapley: bench/datadriven.py")
     print("=" * 92)

@@ -34,29 +34,47 @@ class UnknownReport(ValueError):
 _INCLUDE = "--@include "
 
 
-def _with_fragments(text: str, depth: int = 0) -> str:
+def _with_fragments(text: str, depth: int = 0, instead: dict[str, str] | None = None) -> str:
     """A line `--@include _x.sql` is replaced by that shared fragment of reports/ (e.g. the
     query-time attribution CTEs of _credited.sql), so one rule lives in one file. A fragment may
-    include another (_money.sql includes _spend.sql)."""
+    include another (_money.sql includes _spend.sql). `instead` swaps a fragment for another with
+    the same CTEs (_credited.sql -> _credits_live.sql)."""
     if depth > 4:
         raise ValueError("--@include nested too deep (a fragment includes itself?)")
-    return "".join(_with_fragments((REPORTS / line.strip()[len(_INCLUDE):]).read_text(), depth + 1)
-                   if line.startswith(_INCLUDE) else line for line in text.splitlines(keepends=True))
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith(_INCLUDE):
+            name = line.strip()[len(_INCLUDE):]
+            line = _with_fragments((REPORTS / (instead or {}).get(name, name)).read_text(), depth + 1, instead)
+        out.append(line)
+    return "".join(out)
 
 
 @cache
-def _sql(name: str) -> str:
+def _sql(name: str, live: bool = False) -> str:
     """A report's query. It returns its rows and its total row together (GROUPING SETS), the
-    total flagged is_total = 1, so both come from one snapshot of the data."""
+    total flagged is_total = 1, so both come from one snapshot of the data. live: its credits are
+    the live ones (_credits_live.sql), not credited at query time (_credited.sql)."""
     if name not in NAMES:
         raise UnknownReport(name)
-    return _with_fragments((REPORTS / f"{name}.sql").read_text())
+    return _with_fragments((REPORTS / f"{name}.sql").read_text(),
+                           instead={"_credited.sql": "_credits_live.sql"} if live else None)
 
 
 # The rule-based models, recomputed in SQL exactly as the live processors credit them.
 QUERY_TIME_MODELS = ATTRIBUTION_MODELS
 GROUP_BY = ("channel", "source", "campaign")  # what channels / models rows may be grouped by
 HALF_LIFE_DAYS = DEFAULT_HALF_LIFE_DAYS  # time_decay, as the live processors use it
+LIVE_REPORTS = ("channels", "models")  # may read the live credits (their labels: channel, source, campaign)
+
+
+@dataclass(frozen=True)
+class LiveRules:
+    """What the live processors credit with (the installation's settings): a report asking the
+    same reads their credits instead of crediting again, when they cover its range."""
+    lookback_days: int
+    lead_repeat_days: int
+    half_life_days: float = HALF_LIFE_DAYS
 
 
 @dataclass(frozen=True)
@@ -82,6 +100,10 @@ class ReportRequest:
     # IANA zone of the report's days (from/to, spend and rate days, cohort months, call-tracking
     # days); None: the project's own (ProjectStore.set_timezone), UTC until set
     timezone: str | None = None
+    # the live credits' rules (None: no live stage, every report credits at query time), and
+    # recompute: credit at query time even when the live credits could answer
+    live: LiveRules | None = None
+    recompute: bool = False
 
 
 def _in_project_zone(wh: Warehouse, req: ReportRequest) -> ReportRequest:
@@ -120,7 +142,10 @@ def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
         return path_report(wh, req, kind=req.kind, collapse=req.collapse, order=req.order, resamples=req.resamples,
                            seed=req.seed)
     rows, total = [], {}
-    for row in wh.rows(_sql(req.name), _bounds(req)):
+    params = _bounds(req)
+    attribution = _attribution(wh, req, params)
+    live = attribution is not None and attribution["computed"] == "live credits"
+    for row in wh.rows(_sql(req.name, live=live), params):
         if "key" in row:  # the grouping column, named after what it groups by
             row = {(req.group_by if k == "key" else k): v for k, v in row.items()}
         if row.pop("is_total", 0):
@@ -139,9 +164,48 @@ def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
         "lookback_days": req.lookback_days,
         "group_by": req.group_by,
         "margin": None if req.margin is None else str(req.margin),
+        # how conversions were credited: the live processors' credits (as of credited_at) or at
+        # query time; both give the same numbers on the same data
+        "attribution": attribution,
         "rows": rows,
         "total": total,
     }
+
+
+@cache
+def _credits_at_query_time(name: str) -> bool:
+    return any(line.strip() == _INCLUDE + "_credited.sql" for line in (REPORTS / f"{name}.sql").read_text().splitlines())
+
+
+def _attribution(wh: Warehouse, req: ReportRequest, params: dict[str, Any]) -> dict[str, Any] | None:
+    """How a report that credits conversions gets its credits (None: it credits none). From the
+    live credits when it asks what they hold (the live stage's lookback, repeat-lead rule and
+    half-life; labels they carry) and they cover every conversion of its range
+    (_live_coverage.sql); else at query time, saying why. Reading them is what makes the channel
+    report well under a second on 1M conversions; the coverage check scans the range's credits."""
+    if not _credits_at_query_time(req.name):
+        return None
+    live = req.live
+    why = ""
+    if live is None:
+        why = "no live stage in this installation"
+    elif req.recompute:
+        why = "recompute requested"
+    elif req.name not in LIVE_REPORTS:
+        why = f"the {req.name} report needs touch fields the live credits do not carry"
+    elif (req.lookback_days, req.lead_repeat_days, HALF_LIFE_DAYS) != (live.lookback_days, live.lead_repeat_days,
+                                                                      live.half_life_days):
+        why = (f"the report's rules (lookback {req.lookback_days} days, repeat leads {req.lead_repeat_days} days) "
+               f"are not the live credits' ({live.lookback_days}, {live.lead_repeat_days})")
+    else:
+        cover = wh.rows((REPORTS / "_live_coverage.sql").read_text(), {**params, "model": QUERY_TIME_MODELS[0]})[0]
+        wanted, credited, (stale, stale_why) = tuple(cover["wanted"]), tuple(cover["credited"]), cover["stale"]
+        if wanted == credited and wanted[0] and not stale:
+            return {"computed": "live credits", "credited_at": str(cover["credited_at"])}
+        why = (stale_why if stale else
+               f"live credits cover {credited[0]} of the range's {wanted[0]} conversions" if wanted != credited
+               else "no conversion in the range")
+    return {"computed": "query time", "why": why}
 
 
 def _money_quality(wh: Warehouse, req: ReportRequest) -> list[dict[str, Any]]:

@@ -612,6 +612,10 @@ def _print_table(result: dict[str, Any]) -> None:
                          justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*(_cell(row.get(c, "")) for c in columns))
+    how = result.get("attribution")
+    if how:  # where the credits came from: the live ones, or credited at query time (and why)
+        table.caption = (f"credited by the live processors (as of {how['credited_at']} UTC)"
+                         if how["computed"] == "live credits" else f"credited at query time: {how.get('why', '')}")
     console.print(table)
 
 

@@ -102,8 +102,21 @@ def replay(wh: Warehouse, config: ProcessorConfig, project: str | None = None,
     for p in sorted(out.projects):  # sessions the new rules no longer make
         wh.command("DELETE FROM touches WHERE project = {p:String} AND processed_at < {t:DateTime64(3, 'UTC')}",
                    {"p": p, "t": started_at})
+    _mark_live_credits(wh, out.projects, rebuilt=persons is not None and project is None)
     out.seconds = time.monotonic() - started
     return out
+
+
+def _mark_live_credits(wh: Warehouse, projects: set[str], rebuilt: bool) -> None:
+    """Touches now follow the current rules. Without a persons rebuild the live credits keep the
+    old ones: reports must credit at query time (migration 0011); a rebuild of every project makes
+    them current again, also for projects a one-project replay marked before."""
+    if rebuilt:
+        projects = projects | {r["project"] for r in wh.rows("SELECT DISTINCT project FROM live_credits_state")}
+    why = "" if rebuilt else ("a replay rewrote the touches with the current rules after the live credits were "
+                              "written; a replay of every project in embedded mode rebuilds them")
+    if projects:
+        wh.insert("live_credits_state", [{"project": p, "stale": int(not rebuilt), "why": why} for p in sorted(projects)])
 
 
 def replay_rebuilding_persons(wh: Warehouse, config: ProcessorConfig, persons_config: PersonsConfig,

@@ -88,7 +88,7 @@ def sink_topics() -> tuple[str, ...]:
 
 
 REPORT_PARAMETERS = ("from", "to", "model", "currency", "lookback_days", "group_by", "margin", "kind", "collapse",
-                     "order", "resamples", "seed")
+                     "order", "resamples", "seed", "recompute")
 
 
 def _whole(query: dict[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -103,7 +103,7 @@ def _whole(query: dict[str, str], key: str, default: int, low: int, high: int) -
 
 def report_request(name: str, project: str, query: dict[str, str], default_currency: str = "KZT",
                    lookback_days: int = 90, lead_repeat_days: int = 30,
-                   today: date | None = None) -> reports.ReportRequest:
+                   today: date | None = None, live: reports.LiveRules | None = None) -> reports.ReportRequest:
     """Report parameters from the query string, with clear errors (an unknown one is refused, so a
     typo never silently gives the default). The defaults of the lookback and the repeat-lead rule
     are the live credits' own settings, so a report without parameters gives the live numbers."""
@@ -155,11 +155,15 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
     collapse = (query.get("collapse") or "false").lower()
     if collapse not in ("true", "false", "1", "0"):
         raise ValueError("collapse must be true or false")
+    recompute = (query.get("recompute") or "false").lower()
+    if recompute not in ("true", "false", "1", "0"):
+        raise ValueError("recompute must be true or false (true: credit at query time even when the live credits could answer)")
     return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback,
                                  lead_repeat_days=lead_repeat_days,
                                  group_by=group_by, margin=margin, kind=kind, collapse=collapse in ("true", "1"),
                                  order=_whole(query, "order", 1, 1, 4), resamples=_whole(query, "resamples", 100, 0, 2000),
-                                 seed=_whole(query, "seed", 0, 0, 2**31 - 1))
+                                 seed=_whole(query, "seed", 0, 0, 2**31 - 1), recompute=recompute in ("true", "1"),
+                                 live=live)
 
 
 def settings_report_request(settings: Settings, wh: Warehouse, name: str, project: str,
@@ -168,7 +172,8 @@ def settings_report_request(settings: Settings, wh: Warehouse, name: str, projec
     local day (its time zone), not the UTC one."""
     today = datetime.now(ZoneInfo(timezone_of(wh, project))).date()
     return report_request(name, project, query, settings.default_currency, settings.lookback_days,
-                          settings.lead_repeat_days, today)
+                          settings.lead_repeat_days, today,
+                          live=reports.LiveRules(settings.lookback_days, settings.lead_repeat_days))
 
 
 def _utc(text: str) -> datetime:

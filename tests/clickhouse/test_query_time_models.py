@@ -240,18 +240,14 @@ def streams(draw):
     return draw(st.permutations(records)), draw(st.integers(1, 30))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(stream=streams())
-def test_query_time_credits_equal_what_the_persons_stage_wrote(chdb_wh, stream):
-    """The live persons stage (identity graph + credit_all + corrections) over a random arrival
-    order, its identity_map rows and credits written as the sink writes them; the query-time SQL
-    over the same touches, conversions and links gives the same net credits."""
+def run_persons_stage(wh, records, config) -> tuple[str, dict[str, list[dict]]]:
+    """The live persons stage over `streams()` records in their arrival order, in a fresh project;
+    its identity_map rows and credits and the input rows are written as the sink writes them."""
     from schemas import topics
-    from stream_processors.persons import MemoryStore, Persons, PersonsConfig
+    from stream_processors.persons import MemoryStore, Persons
 
-    records, lookback = stream
     p = f"q{uuid.uuid4().hex[:10]}"
-    stage = Persons(MemoryStore(), PersonsConfig(lookback=timedelta(days=lookback)))
+    stage = Persons(MemoryStore(), config)
     tables: dict[str, list[dict]] = defaultdict(list)
     for i, rec in enumerate(records):
         if rec[0] == "t":
@@ -271,7 +267,20 @@ def test_query_time_credits_equal_what_the_persons_stage_wrote(chdb_wh, stream):
         tables["identity_map"] += out.identity
         tables["credits"] += out.credits
     for table, rows in tables.items():
-        chdb_wh.insert(table, rows)
+        wh.insert(table, rows)
+    return p, tables
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=streams())
+def test_query_time_credits_equal_what_the_persons_stage_wrote(chdb_wh, stream):
+    """The live persons stage (identity graph + credit_all + corrections) over a random arrival
+    order, its identity_map rows and credits written as the sink writes them; the query-time SQL
+    over the same touches, conversions and links gives the same net credits."""
+    from stream_processors.persons import PersonsConfig
+
+    records, lookback = stream
+    p, tables = run_persons_stage(chdb_wh, records, PersonsConfig(lookback=timedelta(days=lookback)))
     live: dict[tuple[str, str], dict] = defaultdict(dict)
     for r in chdb_wh.rows("SELECT conversion_id, model, touch_id, channel, toString(sum(weight)) AS w, "
                           "toString(sum(amount)) AS a FROM credits_current WHERE project = {p:String} "

@@ -158,3 +158,22 @@ def test_report_request_refuses_unknown_parameters_and_reads_path_options():
                      ({"collapse": "maybe"}, "collapse must be"), ({"resamples": "x"}, "resamples must be a whole")):
         with _pytest.raises(ValueError, match=why):
             root.report_request("paths", "p", bad)
+
+
+def test_reports_of_an_installation_may_read_its_live_credits_unless_told_to_recompute(tmp_path):
+    from moneytrail import root
+    from moneytrail.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, lookback_days=60, lead_repeat_days=14)
+
+    class NoZone:  # the project's time zone: none set
+        def rows(self, sql, params=None):
+            return []
+
+    req = root.settings_report_request(settings, NoZone(), "channels", "p", {})
+    assert req.live == reports.LiveRules(60, 14) and (req.lookback_days, req.lead_repeat_days) == (60, 14)
+    assert not req.recompute
+    assert root.settings_report_request(settings, NoZone(), "channels", "p", {"recompute": "true"}).recompute
+    with pytest.raises(ValueError, match="recompute must be true or false"):
+        root.report_request("channels", "p", {"recompute": "yes please"})
+    assert root.report_request("channels", "p", {}).live is None  # no installation: query time only

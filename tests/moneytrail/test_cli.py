@@ -50,6 +50,7 @@ def test_report_needs_a_project_and_valid_dates(env):
     assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
     table = _run(env, "report", "channels", "--from", "2026-11-01", "--to", "2026-11-02").stdout
     assert all(col in table for col in ("visits", "leads", "sales", "revenue", "spend", "cpl", "roi", "Total"))
+    assert "credited at query time: no conversion in the range" in table  # the caption says how it credited
     csv = _run(env, "report", "channels", "--format", "csv").stdout
     assert csv.splitlines()[0].startswith("visits,leads,sales") and csv.splitlines()[-1].startswith("0,0,0")
 
