@@ -187,6 +187,15 @@ def main() -> None:
             wh.rows(skeleton, reports._bounds(req))
             timings.setdefault("query-time skeleton (persons + grouping)", []).append(time.perf_counter() - started)
             cpu.setdefault("query-time skeleton (persons + grouping)", []).append(time.process_time() - cpu_started)
+        # the live view's refresh query (every 5 s), over the credits of its 100-day horizon
+        refresh = (Path(__file__).parents[1] / "clickhouse" / "migrations" / "0012_live_view_reads_its_horizon.sql")
+        body = "SELECT count() AS n FROM (SELECT " + refresh.read_text().split("AS SELECT", 1)[1].strip().rstrip(";") + ")"
+        refreshes = []
+        for _ in range(args.runs):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            wh.rows(body)
+            refreshes.append((time.perf_counter() - started, time.process_time() - cpu_started))
+        horizon = wh.rows("SELECT count() AS n FROM credits WHERE conversion_at >= today() - 100")[0]["n"]
         rate, per_cpu = sink_rate(wh)
         wh.close()
     print("=" * 92)
@@ -200,6 +209,8 @@ def main() -> None:
         print(f"  {what:42s}: median {statistics.median(t):.2f} s, best {min(t):.2f} s over {len(t)} run(s), "
               f"CPU {statistics.median(cpu[what]):.2f} s")
     print(f"  of which the live coverage check: median {statistics.median(coverage):.3f} s")
+    print(f"  live view refresh (every 5 s) over the {horizon:,} credit rows in its 100-day horizon: median "
+          f"{statistics.median(t for t, _ in refreshes):.2f} s, CPU {statistics.median(c for _, c in refreshes):.2f} s")
     print(f"  total row: {out['visits']:,} visits, {out['leads']:,} leads, revenue {out['revenue']}; "
           f"live credits == query time in every exact model: {same}")
     print(f"  sink: {rate:,.0f} rows/s into touches (JSONEachRow, 10 000-row batches, one thread), "
