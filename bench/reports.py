@@ -124,8 +124,9 @@ def write_live_credits(wh: ChdbWarehouse) -> tuple[float, int]:
 
 
 def sink_rate(wh: ChdbWarehouse, rows: int = 100_000) -> tuple[float, float]:
-    """Rows per wall second and per CPU second (all threads of this process, the engine's too):
-    half a core gives half the latter."""
+    """Rows per wall second and per CPU second (all threads of this process: the engine's parsing,
+    part writing and background merges too): half a core gives half the latter. The batches are
+    the sink's shape (one set of keys), so the warehouse sends them positionally."""
     batch = [{"project": "sink", "touch_id": f"s{i}", "anonymous_id": f"v{i % 5000}", "user_id": "",
               "started_at": "2026-11-20T10:00:00Z", "source": "google", "medium": "cpc", "campaign": "sofas",
               "content": "", "term": "", "click_id_type": "gclid", "channel": "Paid Search",
@@ -213,7 +214,7 @@ def main() -> None:
           f"{statistics.median(t for t, _ in refreshes):.2f} s, CPU {statistics.median(c for _, c in refreshes):.2f} s")
     print(f"  total row: {out['visits']:,} visits, {out['leads']:,} leads, revenue {out['revenue']}; "
           f"live credits == query time in every exact model: {same}")
-    print(f"  sink: {rate:,.0f} rows/s into touches (JSONEachRow, 10 000-row batches, one thread), "
+    print(f"  sink: {rate:,.0f} rows/s into touches (the sink's 10 000-row batches, positional JSONCompactEachRow, one thread), "
           f"{per_cpu:,.0f} rows per CPU second = {per_cpu / 2:,.0f} rows/s on half a core (goal >= 100 000)")
     print("  markov / shapley: bench/datadriven.py")
     print("=" * 92)

@@ -30,6 +30,9 @@ _READ_SETTINGS = {
     "collect_hash_table_stats_during_joins": 0,
 }
 _INSERT_SETTINGS = {"date_time_input_format": "best_effort", "input_format_skip_unknown_fields": 1}
+# chDB runs the insert in this process: one parsing thread is enough for a sink batch, and leaves
+# the cores to the processors (measured: same rows/s, less CPU per row)
+_CHDB_INSERT_SETTINGS = {"max_threads": 1, "input_format_parallel_parsing": 0}
 _TOKEN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
@@ -68,6 +71,7 @@ class ChdbWarehouse:
         self._all: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._columns: dict[str, set[str]] = {}  # per table, for positional inserts
         try:
             self._conn()  # opens the engine now, so a second owner fails at start, not later
         except Exception as exc:  # chdb raises RuntimeError with the engine's message
@@ -100,16 +104,36 @@ class ChdbWarehouse:
 
     def insert(self, table: str, rows: Iterable[dict[str, Any]], token: str | None = None) -> None:
         _check(table, token)
-        data = _json_lines(rows)
-        if not data:
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
             return
-        settings = {**_INSERT_SETTINGS, **({"insert_deduplication_token": token} if token else {})}
+        settings = {**_INSERT_SETTINGS, **_CHDB_INSERT_SETTINGS,
+                    **({"insert_deduplication_token": token} if token else {})}
         clause = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in settings.items())
-        sql = f"INSERT INTO {table} SETTINGS {clause} FORMAT JSONEachRow\n"
+        columns = self._uniform_columns(table, rows)
+        if columns is None:  # rows of different shapes: the engine matches each row's keys
+            sql, data = f"INSERT INTO {table} SETTINGS {clause} FORMAT JSONEachRow\n", _json_lines(rows)
+        else:  # one shape: positional values parse ~1.5x cheaper than keyed ones (bench/reports.py)
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) SETTINGS {clause} FORMAT JSONCompactEachRow\n"
+            data = b"".join(orjson.dumps([r[c] for c in columns]) + b"\n" for r in rows)
         try:
             self._conn().query(sql + data.decode(), "JSONEachRow")
         except Exception as exc:
             raise WarehouseError(str(exc)) from exc
+
+    def _uniform_columns(self, table: str, rows: list[dict[str, Any]]) -> list[str] | None:
+        """The batch's columns when every row has the same keys in the same order (the sink's
+        rows do), without the keys the table lacks (as input_format_skip_unknown_fields drops
+        them); None otherwise."""
+        keys = list(rows[0])
+        if any(list(r) != keys for r in rows):
+            return None
+        known = self._columns.get(table)
+        if known is None or not known.issuperset(keys):  # first insert, or a migration added columns
+            known = self._columns[table] = {r["name"] for r in self.rows(
+                "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+                {"t": table})}
+        return [k for k in keys if k in known]
 
     def close(self) -> None:
         with self._lock:
