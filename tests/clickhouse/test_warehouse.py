@@ -39,6 +39,28 @@ def test_a_retried_insert_with_the_same_token_adds_no_rows(chdb_wh):
     assert chdb_wh.rows("SELECT count() AS c FROM touches WHERE project = {p:String}", {"p": p}) == [{"c": 5}]
 
 
+def test_rows_of_any_shape_land_whole_and_keys_the_table_lacks_are_dropped(chdb_wh):
+    """One shape goes positionally, mixed shapes by key; either way every known field lands, an
+    unknown one is dropped, and a column added later (a migration) is picked up."""
+    p = f"p{uuid.uuid4().hex[:8]}"
+    uniform = [{**_touch(p, f"u{i}", channel="Email"), "not_a_column": 1} for i in range(3)]
+    mixed = [_touch(p, "m1", channel="Referral"), {**_touch(p, "m2", channel="Referral"), "extra": "x"},
+             {k: v for k, v in _touch(p, "m3", channel="Referral").items() if k != "campaign"}]
+    chdb_wh.insert("touches", uniform)
+    chdb_wh.insert("touches", mixed)
+    got = chdb_wh.rows("SELECT touch_id, channel, landing_url, events FROM touches WHERE project = {p:String} "
+                       "ORDER BY touch_id", {"p": p})
+    assert [(r["touch_id"], r["channel"], r["landing_url"], r["events"]) for r in got] == \
+        [("m1", "Referral", "https://x.kz/", 1), ("m2", "Referral", "https://x.kz/", 1),
+         ("m3", "Referral", "https://x.kz/", 1)] + [(f"u{i}", "Email", "https://x.kz/", 1) for i in range(3)]
+    chdb_wh.command("CREATE TABLE IF NOT EXISTS shape_test (project String, a UInt8) ENGINE = MergeTree ORDER BY project")
+    chdb_wh.insert("shape_test", [{"project": p, "a": 1, "b": 2}])
+    chdb_wh.command("ALTER TABLE shape_test ADD COLUMN IF NOT EXISTS b UInt8")
+    chdb_wh.insert("shape_test", [{"project": p, "a": 1, "b": 2}])
+    assert chdb_wh.rows("SELECT a, b FROM shape_test WHERE project = {p:String} ORDER BY b", {"p": p}) == \
+        [{"a": 1, "b": 0}, {"a": 1, "b": 2}]
+
+
 def test_the_same_touch_delivered_twice_counts_once(chdb_wh):
     p = f"p{uuid.uuid4().hex[:8]}"
     chdb_wh.insert("touches", [_touch(p, "t1")], token=f"a-{p}")
