@@ -278,27 +278,39 @@ class ProjectPersons:
         fact = {"kind": row["kind"], "at": _us(row["at"]), "value": format(value, "f"), "currency": currency,
                 "subject": subject}
         stored = self._load("v", cid, None)
+        unchanged = False
         if stored is not None:
             old = {k: stored[k] for k in fact}
-            if old == fact or not _replaces(fact, old):
-                return out
-            stored.update(fact)
+            unchanged = old == fact or not _replaces(fact, old)
+            if not unchanged:
+                stored.update(fact)
         else:
             stored = dict(fact, rev=-1, credits=[])
-        self._save("v", cid, stored)
+        if not unchanged:
+            self._save("v", cid, stored)
+        subject, at = stored["subject"], stored["at"]
+        # The indexes are repaired even for a conversion seen before: a worker killed while its
+        # table writes reached the changelog in part can come back with the fact but not its index
+        # entry, and then later touches would never find the conversion (seen in the kill test).
+        repaired = False
         if subject:
             attached: list = self._load("c", subject, [])
             if cid not in attached:
                 attached.append(cid)
                 self._save("c", subject, attached)
+                repaired = True
         number = row.get("tracking_number") or ""
         if number and subject.startswith("call:"):
             index = self._load("n", number, {"leases": {}, "calls": {}})
-            index["calls"][subject] = fact["at"]
-            self._save("n", number, index)
-            for lease_id, (_anon, start, until) in sorted(index["leases"].items()):
-                if start <= fact["at"] <= until:
-                    self._match(subject, lease_id, fact["at"], out)
+            if index["calls"].get(subject) != at:
+                index["calls"][subject] = at
+                self._save("n", number, index)
+                repaired = True
+                for lease_id, (_anon, start, until) in sorted(index["leases"].items()):
+                    if start <= at <= until:
+                        self._match(subject, lease_id, at, out)
+        if unchanged and not repaired:
+            return out
         if subject:
             self._credit_persons({self.graph.person_of(_ident(subject))}, _ident(subject), out)
         else:

@@ -364,3 +364,20 @@ def test_a_merge_turns_a_lead_into_a_repeat_and_a_split_window_setting_of_zero_c
     store = MemoryStore()
     out, _, _ = run(ENQUIRY, Persons(store, PersonsConfig(lead_repeat=timedelta(0))), store)
     assert {cid for (cid, _m), w in _lead_weights(out).items() if w} == {"lead:form:1", "lead:crm:amocrm:77"}
+
+
+def test_a_conversion_redelivered_after_a_partial_state_write_gets_its_index_back():
+    """A worker killed while its table writes reached the changelog only in part: the conversion's
+    fact survived, the index from its subject to it did not. The redelivered conversion repairs the
+    index, so the visits that come later are credited (found by the Faust kill test)."""
+    lead = conversion("lead:form:f1", "lead", T0 + timedelta(days=5), "0", "anon:d1")
+    _, _, store = run([lead])
+    lost = [k for k in store if b"\x1fc\x1f" in k]
+    assert lost, "the subject's index of conversions"
+    for key in lost:
+        del store[key]
+    out, _, _ = run([lead, touch("pv1", "d1", T0, "Paid Social", "instagram")], store=store)
+    latest = max(r["version"] for r in out[topics.CREDITS])
+    assert {r["channel"] for r in out[topics.CREDITS] if r["version"] == latest} == {"Paid Social"}
+    again, _, _ = run([lead], store=store)  # a third delivery: nothing left to repair, nothing sent
+    assert not again[topics.CREDITS]
