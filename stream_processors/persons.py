@@ -214,6 +214,7 @@ class ProjectPersons:
         self.store = store
         self.config = config
         self.seen = SeenTouches()
+        self.verified: set[str] = set()  # persons whose stored region rows were checked (_repair_region)
         # In a batch, conversions to credit afresh are collected here and credited once at its end
         # (a form's lead and its phone link arrive together: one attribution, not two).
         self.deferred: dict[str, None] | None = None
@@ -356,6 +357,7 @@ class ProjectPersons:
     def _link(self, link: Link, out: PersonsOut) -> None:
         emitted = self.graph.add(link)
         if not emitted:
+            self._repair_region(link.a)
             return
         for e in emitted:
             if isinstance(e, MappingRow):
@@ -374,6 +376,20 @@ class ProjectPersons:
                 persons.add(orjson.loads(value)["p"])
         if any(isinstance(e, MappingRow) for e in emitted):
             self._credit_persons(persons, link.a, out)
+
+    def _repair_region(self, identifier: tuple[str, str]) -> None:
+        """A link the graph already holds (a redelivery, or the same login again): once per region
+        and process, make the stored rows of its region what the graph says. A worker killed while
+        a merge's rows reached the changelog in part restarts with a region whose rows disagree
+        (some identifiers still on the old person), and the redelivered link changes nothing in
+        the graph, so nothing else would write them again."""
+        person = self.graph.person_of(identifier)
+        if person in self.verified:
+            return
+        self.verified.add(person)
+        for row_key, value in self.graph.region_rows(identifier):
+            if row_key != "#meta" and self._load("i", row_key, None) != orjson.loads(value):
+                self._save("i", row_key, orjson.loads(value))
 
     def _members(self, person: str, known: tuple[str, str]) -> tuple[tuple[str, str], ...]:
         members = self.graph.members(person)
