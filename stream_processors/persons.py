@@ -109,10 +109,13 @@ class Overlay:
         """Apply the kept writes whose key starts with prefix (one project's, for a table whose
         writes go to the partition of the event being handled).
 
-        Conversion records go first: after a crash a record is then never older than the touches
-        and links it was credited from (one more safety; versions make credits converge anyway)."""
+        The identity graph's "#meta" row goes first (it holds the mapping-version counter: a kill
+        after it and before the region rows makes the redelivered merge emit versions above the
+        ones already sent, never the same again), then conversion records (after a crash a record
+        is then never older than the touches and links it was credited from; versions make credits
+        converge anyway), then the rest."""
         self.end_step()
-        keys = sorted((k for k in self.pending if k.startswith(prefix)), key=_conversions_first)
+        keys = sorted((k for k in self.pending if k.startswith(prefix)), key=_write_order)
         many = getattr(self.base, "write_many", None)
         if many is not None:  # one atomic RocksDB write batch (embedded)
             many({key: self.pending.pop(key) for key in keys})
@@ -126,8 +129,12 @@ class Overlay:
         self.pending.clear()
 
 
-def _conversions_first(key: bytes) -> bool:
-    return f"{_SEP}v{_SEP}".encode() not in key
+_META_KEY = f"{_SEP}i{_SEP}#meta".encode()
+_FACT_KEY = f"{_SEP}v{_SEP}".encode()
+
+
+def _write_order(key: bytes) -> int:
+    return 0 if key.endswith(_META_KEY) else 1 if _FACT_KEY in key else 2
 
 
 @dataclass(frozen=True)

@@ -396,3 +396,23 @@ def test_a_link_redelivered_after_a_partial_merge_write_restores_the_regions_row
     before = dict(store)
     run([merge[0]], store=store)  # nothing to repair: nothing written
     assert store == before
+
+
+def test_a_flush_writes_the_graphs_version_counter_first_then_conversions():
+    """Faust sends each table write to the changelog in write order; a kill part-way keeps a prefix.
+    The "#meta" row (the identity-version counter) first: a lost merge is redone with new versions."""
+    class Recorder(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order: list[bytes] = []
+
+        def __setitem__(self, key: bytes, value: bytes) -> None:
+            self.order.append(key)
+            super().__setitem__(key, value)
+
+    store = Recorder()
+    run([touch("pv1", "d1", T0, "Paid Social", "instagram"), link("anon:d1", "user:u1", "login", T0),
+         conversion("pay:1", "payment", T0 + timedelta(days=1), "100", "anon:d1")], store=store, batch=3)
+    kinds = [k.split(b"\x1f")[1] + (b"#meta" if k.endswith(b"#meta") else b"") for k in store.order]
+    assert kinds[0] == b"i#meta" and kinds[1] == b"v", kinds
+    assert set(kinds[2:]) >= {b"i", b"t", b"c"}, kinds
