@@ -179,7 +179,7 @@ def main() -> None:
         coverage = []
         for _ in range(args.runs):
             started = time.perf_counter()
-            wh.rows((reports.REPORTS / "_live_coverage.sql").read_text(), {**reports._bounds(req), "model": "first_touch"})
+            wh.rows(reports.live_coverage_sql(), {**reports._bounds(req), "model": "first_touch"})
             coverage.append(time.perf_counter() - started)
         skeleton = reports._with_fragments("WITH\n--@include _credited.sql\n") + SKELETON
         req = reports.ReportRequest("channels", "shop", date(2026, 1, 1), date(2026, 12, 31))

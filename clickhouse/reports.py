@@ -173,6 +173,12 @@ def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
 
 
 @cache
+def live_coverage_sql() -> str:
+    """The coverage check's query (read once: it runs before every live-credits report)."""
+    return (REPORTS / "_live_coverage.sql").read_text()
+
+
+@cache
 def _credits_at_query_time(name: str) -> bool:
     return any(line.strip() == _INCLUDE + "_credited.sql" for line in (REPORTS / f"{name}.sql").read_text().splitlines())
 
@@ -198,7 +204,7 @@ def _attribution(wh: Warehouse, req: ReportRequest, params: dict[str, Any]) -> d
         why = (f"the report's rules (lookback {req.lookback_days} days, repeat leads {req.lead_repeat_days} days) "
                f"are not the live credits' ({live.lookback_days}, {live.lead_repeat_days})")
     else:
-        cover = wh.rows((REPORTS / "_live_coverage.sql").read_text(), {**params, "model": QUERY_TIME_MODELS[0]})[0]
+        cover = wh.rows(live_coverage_sql(), {**params, "model": QUERY_TIME_MODELS[0]})[0]
         wanted, credited, (stale, stale_why) = tuple(cover["wanted"]), tuple(cover["credited"]), cover["stale"]
         if wanted == credited and wanted[0] and not stale:
             return {"computed": "live credits", "credited_at": str(cover["credited_at"])}
