@@ -122,12 +122,13 @@ class ChdbWarehouse:
             raise WarehouseError(str(exc)) from exc
 
     def _uniform_columns(self, table: str, rows: list[dict[str, Any]]) -> list[str] | None:
-        """The batch's columns when every row has the same keys in the same order (the sink's
-        rows do), without the keys the table lacks (as input_format_skip_unknown_fields drops
-        them); None otherwise."""
-        keys = list(rows[0])
-        if any(list(r) != keys for r in rows):
+        """The batch's columns when every row has the same keys (the sink's rows do; values are
+        taken by name), without the keys the table lacks (as input_format_skip_unknown_fields
+        drops them); None otherwise."""
+        first = rows[0].keys()
+        if any(r.keys() != first for r in rows):
             return None
+        keys = list(first)
         known = self._columns.get(table)
         if known is None or not known.issuperset(keys):  # first insert, or a migration added columns
             known = self._columns[table] = {r["name"] for r in self.rows(

@@ -930,8 +930,10 @@ class _Builder:
         everything else, so no other id or number changes."""
         day = max(self.days - 8, 0)
         p = self.new_person("instagram_ads")
-        p.devices = [p.devices[0]] if p.mobile else []
-        if not p.devices:
+        if not p.mobile:  # the story starts on the phone: make its first device one
+            p.mobile = True
+            self.ids["anonymous_id"].pop(p.devices[0][0])
+            p.devices.clear()
             self.add_device(p, True)
         phone_visit = self.visit(p, self.daytime(self.arrival_time(day)), "instagram_ads", pages=3)
         if phone_visit is None:

@@ -101,6 +101,13 @@ def _whole(query: dict[str, str], key: str, default: int, low: int, high: int) -
     return value
 
 
+def _flag(query: dict[str, str], key: str, hint: str) -> bool:
+    value = (query.get(key) or "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError(f"{key} must be true or false{hint}")
+    return value in ("true", "1")
+
+
 def report_request(name: str, project: str, query: dict[str, str], default_currency: str = "KZT",
                    lookback_days: int = 90, lead_repeat_days: int = 30,
                    today: date | None = None, live: reports.LiveRules | None = None) -> reports.ReportRequest:
@@ -152,17 +159,13 @@ def report_request(name: str, project: str, query: dict[str, str], default_curre
     kind = query.get("kind") or "sale"
     if kind not in ("sale", "lead"):
         raise ValueError("kind must be sale or lead (the conversions that end a path)")
-    collapse = (query.get("collapse") or "false").lower()
-    if collapse not in ("true", "false", "1", "0"):
-        raise ValueError("collapse must be true or false")
-    recompute = (query.get("recompute") or "false").lower()
-    if recompute not in ("true", "false", "1", "0"):
-        raise ValueError("recompute must be true or false (true: credit at query time even when the live credits could answer)")
+    collapse = _flag(query, "collapse", "")
+    recompute = _flag(query, "recompute", " (true: credit at query time even when the live credits could answer)")
     return reports.ReportRequest(name, project, date_from, date_to, model=model, currency=currency, lookback_days=lookback,
                                  lead_repeat_days=lead_repeat_days,
-                                 group_by=group_by, margin=margin, kind=kind, collapse=collapse in ("true", "1"),
+                                 group_by=group_by, margin=margin, kind=kind, collapse=collapse,
                                  order=_whole(query, "order", 1, 1, 4), resamples=_whole(query, "resamples", 100, 0, 2000),
-                                 seed=_whole(query, "seed", 0, 0, 2**31 - 1), recompute=recompute in ("true", "1"),
+                                 seed=_whole(query, "seed", 0, 0, 2**31 - 1), recompute=recompute,
                                  live=live)
 
 

@@ -46,7 +46,8 @@ from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conv
                           credit_all, credit_id, minor_units_of)
 from .outputs import dead_letter_record
 from .steps import DeadLetter
-from .identity import (DEFAULT_MAX_VERIFIED_PHONES, GuardTripped, IdentityGraph, Link, MappingRow, person_id)
+from .identity import (DEFAULT_MAX_VERIFIED_PHONES, META_ROW, GuardTripped, IdentityGraph, Link, MappingRow,
+                       person_id)
 
 CREDITED_KINDS = frozenset({"lead", "sale", "payment", "refund"})
 DEFAULT_LEAD_REPEAT = timedelta(days=30)
@@ -129,7 +130,7 @@ class Overlay:
         self.pending.clear()
 
 
-_META_KEY = f"{_SEP}i{_SEP}#meta".encode()
+_META_KEY = f"{_SEP}i{_SEP}{META_ROW}".encode()
 _FACT_KEY = f"{_SEP}v{_SEP}".encode()
 
 
@@ -379,7 +380,7 @@ class ProjectPersons:
         persons: set[str] = set()
         for row_key, value in self.graph.region_rows(link.a):
             self._save("i", row_key, orjson.loads(value))
-            if row_key != "#meta":
+            if row_key != META_ROW:
                 persons.add(orjson.loads(value)["p"])
         if any(isinstance(e, MappingRow) for e in emitted):
             self._credit_persons(persons, link.a, out)
@@ -395,8 +396,9 @@ class ProjectPersons:
             return
         self.verified.add(person)
         for row_key, value in self.graph.region_rows(identifier):
-            if row_key != "#meta" and self._load("i", row_key, None) != orjson.loads(value):
-                self._save("i", row_key, orjson.loads(value))
+            row = orjson.loads(value)
+            if row_key != META_ROW and self._load("i", row_key, None) != row:
+                self._save("i", row_key, row)
 
     def _members(self, person: str, known: tuple[str, str]) -> tuple[tuple[str, str], ...]:
         members = self.graph.members(person)

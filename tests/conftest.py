@@ -4,6 +4,7 @@ the test instead of skipping it."""
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -42,8 +43,6 @@ def free_port() -> int:
     binds it later, or binds it again after a restart, can find it taken (CI once failed so: the
     Kafka controller port, picked as port+1 of such a port, was in use). Never the same port twice
     in one test run."""
-    import random
-
     low, _ = _ephemeral_range()
     top = min(low, 32768) - 1
     for _ in range(200):
