@@ -77,7 +77,7 @@ def test_planted_personal_data_is_nowhere(tmp_path: Path, kafka_bootstrap: str) 
         r = httpx.post(f"{base}/webhooks/payment/{creds['webhook_secret']}", content=pay,
                        headers={"X-Moneytrail-Signature": "sha256=" + hmac_sha256("s3cret", pay).hex()})
         assert r.status_code == 200, r.text
-        wa = (ROOT.parent / "shared" / "vendor-formats" / "whatsapp_text_message.json").read_bytes()
+        wa = (ROOT / "tests" / "collector" / "vendors" / "payloads" / "whatsapp_text_message.json").read_bytes()
         wa = wa.replace(b"77011234567", b"77015559876")  # the sender's number, planted
         r = httpx.post(f"{base}/webhooks/whatsapp/{creds['webhook_secret']}", content=wa,
                        headers={"X-Hub-Signature-256": "sha256=" + hmac_sha256("wa-secret", wa).hex(),

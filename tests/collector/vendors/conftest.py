@@ -13,13 +13,13 @@ from collector.vendors.base import Accepted, Refused, VendorRequest
 from schemas.reasons import RejectReason
 from schemas.project import Project
 
-FORMATS = Path(__file__).resolve().parents[4] / "shared" / "vendor-formats"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FORMATS = Path(__file__).resolve().parent / "payloads"  # vendor-format examples and their notes (SOURCES.md)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 def fixture_bytes(name: str) -> bytes:
-    """A saved payload: ours (tests/collector/vendors/fixtures) or the shared vendor-formats folder."""
+    """A saved payload: ours (tests/collector/vendors/fixtures) or a copied vendor example (payloads)."""
     for folder in (FIXTURES, FORMATS):
         if (folder / name).exists():
             return (folder / name).read_bytes()
@@ -36,8 +36,6 @@ def vendor_request(vendor: str, body: bytes = b"", headers: dict[str, str] | Non
 
 @pytest.fixture
 def formats_dir() -> Path:
-    if not FORMATS.exists():
-        pytest.fail(f"shared vendor formats missing at {FORMATS}")
     return FORMATS
 
 
