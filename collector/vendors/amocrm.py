@@ -14,7 +14,8 @@ PHP `parse_str` semantics, bounded size and depth); bitrix24.py reuses it.
 
 Authentication: amoCRM signs nothing, so the request is authenticated by the project's webhook
 secret in the URL path (checked by the route); on top of that `account[id]` / `account[subdomain]`
-must equal the configured `account_id` / `subdomain` when those are set (else unknown_key, 401).
+must equal the configured `account_id` / `subdomain` (else unknown_key, 401). At least one of them
+must be configured: an unconfigured amocrm webhook answers 401 (never fails open).
 
 Mapping (identity values are namespaced "amocrm:<id>" so two CRMs in one project never collide):
 * leads[add][N]    -> DealChange stage=status_id, stage_kind "lead", event id
@@ -66,7 +67,7 @@ from schemas.envelope import IDENTIFY
 from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
 
-from .base import Accepted, Draft, Refused, VendorRequest, VendorResult
+from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
 from .base import why as _why
 from .forms import parse_form
 
@@ -104,6 +105,8 @@ class _Settings:
 
 
 def map_request(req: VendorRequest) -> VendorResult:
+    if all(req.config.get(key) in (None, "") for key in ("account_id", "subdomain")):
+        return not_configured(VENDOR, "the amoCRM account (config account_id or subdomain)")
     form = parse_form(req.body)
     if isinstance(form, Refused):
         return Refused(form.reason, f"{VENDOR}: {form.detail}", form.status)

@@ -103,11 +103,12 @@ def secret_of(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def token_refused(vendor: str, req: VendorRequest) -> Refused | None:
-    """The optional shared token (config `token`): header X-Moneytrail-Token or query parameter
-    `token` must equal it. Without config `token` only the secret URL path authenticates."""
+def token_refused(vendor: str, req: VendorRequest, required: bool = False) -> Refused | None:
+    """The shared token (config `token`): header X-Moneytrail-Token or query parameter `token` must
+    equal it. `required`: a vendor with nothing else to check the caller by (Ringostat) answers 401
+    until a token is configured (never fails open); optional where an address allow-list checks too."""
     if "token" not in req.config:
-        return None
+        return not_configured(vendor, "the token (config token)") if required else None
     token = secret_of(req.config.get("token"))
     if token is None:
         return not_configured(vendor, "the token (config token must be a string)")

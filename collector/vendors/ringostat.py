@@ -25,10 +25,11 @@ string. Send it when the call ends. Defaults (the field names of Ringostat's cal
 
 For an outgoing call (direction out) `caller` is our line and `dst` the client.
 
-Authentication: the project's secret URL path (checked by the route). Optional config `token`: then
-the header X-Moneytrail-Token (add it in the webhook's headers) or the query parameter `token`
-(append ?token=... to the URL) must carry it. Other config keys: timezone (default Asia/Almaty),
-region (default KZ).
+Authentication: the project's secret URL path (checked by the route) and config `token` (required:
+Ringostat signs nothing and has no published address list, so until a token is configured the
+webhook answers 401): the header X-Moneytrail-Token (add it in the webhook's headers) or the query
+parameter `token` (append ?token=... to the URL) must carry it. Other config keys: timezone
+(default Asia/Almaty), region (default KZ).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ FORMAT = FlatFormat(
 
 
 def map_request(req: VendorRequest) -> VendorResult:
-    refused = token_refused(VENDOR, req)
+    refused = token_refused(VENDOR, req, required=True)
     if refused:
         return refused
     return flat_request(FORMAT, req)

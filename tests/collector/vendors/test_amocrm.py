@@ -226,9 +226,10 @@ def test_another_account_is_refused(config, detail):
     assert detail in out.detail
 
 
-def test_account_checks_pass_when_matching_or_unconfigured_and_missing_account_is_refused():
+def test_account_checks_pass_when_matching_and_unconfigured_or_missing_account_is_refused():
     assert _accepted(fixture_bytes("amocrm_leads_status.txt"), {"subdomain": "ExampleShop"}).drafts
-    assert _accepted(fixture_bytes("amocrm_leads_status.txt"), {}).drafts
+    out = _map(fixture_bytes("amocrm_leads_status.txt"), {"currency": "KZT"})
+    assert isinstance(out, Refused) and out.status == 401 and "account_id or subdomain" in out.detail  # never open
     out = _map(b"leads[status][0][id]=1&leads[status][0][status_id]=142", {"account_id": "30000001"})
     assert isinstance(out, Refused) and out.status == 401 and "account[id] is missing" in out.detail
 
@@ -240,7 +241,7 @@ def test_account_checks_pass_when_matching_or_unconfigured_and_missing_account_i
     ({"fields": {"1": "phone"}}, "fields must be an object"),
 ])
 def test_bad_project_settings_are_refused_with_the_setting(config, detail):
-    out = _map(fixture_bytes("amocrm_leads_status.txt"), config)
+    out = _map(fixture_bytes("amocrm_leads_status.txt"), {**CONFIG, **config})
     assert isinstance(out, Refused) and out.reason == RejectReason.schema_violation and detail in out.detail
 
 
@@ -263,7 +264,7 @@ _check = check_result
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_random_bytes_never_raise(body):
-    _check(_map(body, {}))
+    _check(_map(body, CONFIG))
 
 
 _SEGMENT = st.sampled_from(["leads", "contacts", "tasks", "account", "add", "status", "update", "0", "1", "", "id",

@@ -17,9 +17,14 @@ JSON = {"Content-Type": "application/json"}
 ALMATY = ZoneInfo("Asia/Almaty")
 
 
+TOKEN = "rs-t0k"
+
+
 def _map(body: bytes, config: dict | None = None, headers: dict | None = None, query: dict | None = None,
-         method: str = "POST"):
-    return map_request(vendor_request("ringostat", body, JSON if headers is None else headers, config or {},
+         method: str = "POST", token: str | None = TOKEN):
+    """A request to a project configured with TOKEN (required), carrying `token` in the header."""
+    sent = {**(JSON if headers is None else headers), **({"X-Moneytrail-Token": token} if token else {})}
+    return map_request(vendor_request("ringostat", body, sent, {"token": TOKEN, **(config or {})},
                                       method=method, query=query))
 
 
@@ -91,16 +96,24 @@ def test_a_configured_mapping():
     assert _map(body).detail.startswith("ringostat: call_id is required: no value in parameter(s) uniqueid")
 
 
-def test_an_optional_token_in_a_header_or_the_query():
+def test_the_token_in_a_header_or_the_query():
     body = fixture_bytes("ringostat_call.json")
-    config = {"token": "rs-t0k"}
-    assert isinstance(_map(body, {}), Accepted)  # no token configured: the secret URL path is enough
-    refused = _map(body, config)
+    refused = _map(body, token=None)
     assert isinstance(refused, Refused) and (refused.reason, refused.status) == ("bad_signature", 401)
-    assert isinstance(_map(body, config, headers={**JSON, "X-Moneytrail-Token": "rs-t0k"}), Accepted)
-    assert isinstance(_map(body, config, query={"token": "rs-t0k"}), Accepted)
-    assert _map(body, config, query={"token": "rs-t0"}).status == 401
+    assert isinstance(_map(body), Accepted)
+    assert isinstance(_map(body, query={"token": TOKEN}, token=None), Accepted)
+    assert _map(body, query={"token": "rs-t0"}, token=None).status == 401
     assert _map(body, {"token": ["x"]}).status == 401
+
+
+def test_without_a_configured_token_the_webhook_answers_401_and_maps_nothing():
+    # the secret URL path alone is not enough: Ringostat signs nothing, so an unconfigured
+    # project would take calls from anyone who learnt the URL (it used to answer 200)
+    body = fixture_bytes("ringostat_call.json")
+    for headers in (JSON, {**JSON, "X-Moneytrail-Token": ""}, {**JSON, "X-Moneytrail-Token": "anything"}):
+        out = map_request(vendor_request("ringostat", body, headers, {}))
+        assert isinstance(out, Refused) and (out.reason, out.status) == ("bad_signature", 401)
+        assert "token" in out.detail and "moneytrail projects configure" in out.detail
 
 
 def test_bad_bodies_are_refused_with_the_reason():
