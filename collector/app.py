@@ -32,7 +32,7 @@ from schemas.reasons import RejectReason
 from .bodies import BadEncoding, TooLarge, read_asgi_body, read_body
 from .calltracking import Lease, Pool, PoolConfig, lease_envelope, static_numbers, with_static_campaign
 from .calltracking import answer as lease_answer
-from .cors import cors_headers, origin_allowed, preflight
+from .cors import KnownOrigins, cors_headers, origin_allowed, preflight
 from .spend import parse_rates, parse_spend, rows_of_body
 from .ingest import IngestRules, Refusal, decode_body, envelope_of_draft, messages_of, parse
 from .privacy import Hasher
@@ -75,12 +75,13 @@ class Hot:
 class Reply:
     """A hot route's answer: JSON bytes, status, extra headers."""
 
-    __slots__ = ("_plain", "body", "headers", "status")
+    __slots__ = ("_plain", "body", "echo_origin", "headers", "status")
 
     def __init__(self, body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> None:
         self.body = body
         self.status = status
         self.headers = headers or {}
+        self.echo_origin = True  # False on the refusal of a disallowed origin: never echo that one
         self._plain: list[tuple[bytes, bytes]] | None = None  # asgi_headers(None), kept for shared replies
 
     def response(self) -> Response:
@@ -91,7 +92,7 @@ class Reply:
             return self._plain  # uvicorn copies the list; nobody changes it
         out = [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())]
         out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
-        if origin and all(k != b"access-control-allow-origin" for k, _ in out):
+        if origin and self.echo_origin and all(k != b"access-control-allow-origin" for k, _ in out):
             # let the page read refusals too (the tracker drops a 4xx batch instead of retrying
             # it); what was refused was refused server-side, nothing is stored either way
             out.append((b"access-control-allow-origin", origin.encode("latin-1")))
@@ -226,6 +227,10 @@ def create_app(
     app = FastAPI(title="moneytrail", version="1", lifespan=lifespan,
                   description="Self-hosted end-to-end marketing analytics. Ingest with a write key, read with a read token.")
     app.state.metrics = metrics
+    known_origins = app.state.known_origins = KnownOrigins(lambda: [p.origins for p in projects.list()])
+
+    async def _preflight(origin: str | None) -> Response:
+        return preflight(origin, bool(origin) and await known_origins.allows(origin))
 
     def _unknown_key(route: str, key: str | None) -> Response:
         detail = "unknown write key" if key else "no write key: send it as HTTP Basic user, X-Write-Key or write_key"
@@ -284,8 +289,10 @@ def create_app(
                 return _hot_unknown_key(route, key)
         origin = headers.get("origin")
         if origin and not origin_allowed(origin, project.origins):
-            return _hot_refuse(route, 403, RejectReason.origin_not_allowed,
-                               f"origin {origin} is not allowed for this project", {"Vary": "Origin"})
+            refused = _hot_refuse(route, 403, RejectReason.origin_not_allowed,
+                                  f"origin {origin} is not allowed for this project", {"Vary": "Origin"})
+            refused.echo_origin = False
+            return refused
         cors = cors_headers(origin)
         messages = messages_of(data, config.max_batch_events)
         if type(messages) is Refusal:
@@ -472,7 +479,7 @@ def create_app(
         """POST /api/calltracking/lease {write_key, anonymous_id}: a tracking number for this visitor."""
         route = "lease"
         if request.method == "OPTIONS":
-            return preflight(request.headers.get("origin"))
+            return await _preflight(request.headers.get("origin"))
         ip = client_ip(request, trusted)
         if (wait := per_ip.take(ip or "?")) > 0:
             return _limited(route, wait, "address")
@@ -518,13 +525,14 @@ def create_app(
     def through_starlette(handler: Callable[[Hot], Awaitable[Reply]]) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if request.method == "OPTIONS":
-                return preflight(request.headers.get("origin"))
+                return await _preflight(request.headers.get("origin"))
             return (await handler(Hot(request.scope, request.receive))).response()
         return endpoint
 
     for path, handler in hot.items():  # also registered, so they are listed and reachable through the app
         app.add_route(path, through_starlette(handler), methods=["POST", "OPTIONS"], include_in_schema=False)
     app.state.hot_routes = hot
+    app.state.preflight = _preflight
 
     async def reader(request: Request, project_param: str | None) -> Project | Response:
         token = _bearer(request)
@@ -677,7 +685,7 @@ class Edge:
                     return
                 if method == "OPTIONS":
                     origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
-                    await preflight(origin)(scope, receive, send)
+                    await (await self.state.preflight(origin))(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from collector.app import create_app
+from collector.app import Edge, create_app
+from collector.cors import KnownOrigins
 from collector.limits import TokenBuckets
 from collector.ports import CollectorConfig
 from schemas.project import Project
@@ -22,6 +23,9 @@ SHOP = Project("shop", "Shop", origins=("https://mebel.kz", "https://*.mebel.kz"
 class OriginProjects(FakeProjects):
     async def by_write_key(self, key):
         return SHOP if key == WRITE else None
+
+    def list(self):
+        return [SHOP]
 
 
 def _client(published, **config):
@@ -41,6 +45,45 @@ async def test_preflight_and_allowed_origins():
         bad = await c.post("/collect", json=PAGE, headers={"X-Write-Key": WRITE, "Origin": "https://evil.kz"})
         assert (bad.status_code, bad.json()["reason"]) == (403, "origin_not_allowed")
     assert len(published) == 1
+
+
+@pytest.mark.parametrize("edge", [False, True], ids=["fastapi", "edge"])
+async def test_a_disallowed_origin_is_never_echoed(edge):
+    published = Published()
+    app = create_app(CollectorConfig(pii_key=b"k" * 32), OriginProjects(), published, _report)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=Edge(app) if edge else app),
+                                 base_url="http://t") as c:
+        for path in ("/collect", "/v1/batch", "/api/calltracking/lease"):
+            pre = await c.options(path, headers={"Origin": "https://evil.kz", "Access-Control-Request-Method": "POST"})
+            assert pre.status_code == 204 and "access-control-allow-origin" not in pre.headers, path
+            assert "access-control-allow-methods" not in pre.headers
+            good = await c.options(path, headers={"Origin": "https://a.mebel.kz", "Access-Control-Request-Method": "POST"})
+            assert good.headers["access-control-allow-origin"] == "https://a.mebel.kz", path
+        bad = await c.post("/collect", json=PAGE, headers={"X-Write-Key": WRITE, "Origin": "https://evil.kz"})
+        lease = await c.post("/api/calltracking/lease", json={"write_key": WRITE, "anonymous_id": "a"},
+                             headers={"Origin": "https://evil.kz"})
+        # a refusal before the project is known still lets the page read it (the tracker drops it)
+        unknown = await c.post("/collect", json=PAGE, headers={"X-Write-Key": "wk_nope", "Origin": "https://evil.kz"})
+    for refused in (bad, lease):
+        assert (refused.status_code, refused.json()["reason"]) == (403, "origin_not_allowed")
+        assert "access-control-allow-origin" not in refused.headers
+    assert unknown.status_code == 401
+    assert published == []
+
+
+async def test_known_origins_are_read_again_at_most_once_per_interval():
+    reads = []
+
+    def listing():
+        reads.append(1)
+        return [("https://mebel.kz",), ("https://*.shop.kz",)] if len(reads) > 1 else [("https://mebel.kz",)]
+
+    known = KnownOrigins(listing, min_refresh_s=60)
+    assert await known.allows("https://mebel.kz") and not await known.allows("https://a.shop.kz")
+    assert not await known.allows("https://evil.kz") and len(reads) == 1  # misses within the interval: no read
+    known._loaded_at -= 61  # the interval passed: a project allowing *.shop.kz was added meanwhile
+    assert await known.allows("https://a.shop.kz") and len(reads) == 2
+    assert await KnownOrigins(lambda: [("https://mebel.kz",), ()]).allows("https://any.kz")  # a project allows all
 
 
 async def test_gzip_and_deflate_bodies_are_read():
