@@ -1,6 +1,7 @@
 """Distributed-mode sink: Kafka topics -> warehouse. Offsets are committed only after the insert
 succeeded; while the warehouse is down the loop keeps retrying the same batch (same token) and
-consumes nothing new, so nothing is lost and a retry adds 0 rows."""
+consumes nothing new, so nothing is lost and a retry adds 0 rows. Rows the warehouse refuses are
+split out of the batch and dead-lettered (sink.insert_with_retry), so they never stop the topic."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiokafka.errors import CommitFailedError
 from schemas import topics
 
 from .maintenance import Upkeep
-from .sink import TABLE_OF_TOPIC, convert, insert_with_retry
+from .sink import TABLE_OF_TOPIC, SinkHealth, convert, insert_with_retry
 from .warehouse import Warehouse
 
 log = logging.getLogger("moneytrail.sink")
@@ -30,7 +31,9 @@ async def run_kafka_sink(
     max_rows: int = 10_000,
     max_seconds: float = 0.5,
     prune_every_s: float = 0,
+    health: SinkHealth | None = None,
 ) -> None:
+    health = health if health is not None else SinkHealth()
     upkeep = Upkeep(wh, prune_every_s)
     by_kafka_name = {topics.kafka_topic(prefix, t): t for t in TABLE_OF_TOPIC}
     consumer = AIOKafkaConsumer(
@@ -64,7 +67,8 @@ async def run_kafka_sink(
                 rows, dead = convert(name, [m.value for m in msgs])
                 token = f"{tp.topic}-{tp.partition}-{msgs[0].offset}-{msgs[-1].offset}"
                 for table, part in ((TABLE_OF_TOPIC[name], rows), ("dead_letters", dead)):
-                    if part and not await asyncio.to_thread(insert_with_retry, wh, table, part, f"{token}-{table}", stop.is_set):
+                    if part and not await asyncio.to_thread(insert_with_retry, wh, table, part, f"{token}-{table}",
+                                                            stop.is_set, health=health):
                         return  # stopping: uncommitted records are re-read by the next sink
                 offsets[tp] = msgs[-1].offset + 1
             try:

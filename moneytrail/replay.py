@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from clickhouse.sink import TABLE_OF_TOPIC, convert, insert_with_retry
+from clickhouse.sink import TABLE_OF_TOPIC, SinkHealth, convert, insert_with_retry
 from clickhouse.warehouse import Warehouse
 from stream_processors.outputs import records_of
 from stream_processors.persons import PERSONS_INPUTS, Persons, PersonsConfig
@@ -46,14 +46,24 @@ class ReplayResult:
     rows: dict[str, int] = field(default_factory=dict)
     projects: set[str] = field(default_factory=set)
     seconds: float = 0.0
+    # rows the warehouse refused (dead_letters, with its reason): split out, the replay went on
+    health: SinkHealth = field(default_factory=SinkHealth)
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.health.dead_lettered
 
 
 def _insert(wh: Warehouse, topic: str, values: list[bytes], token: str, out: ReplayResult) -> None:
     table_rows, dead = convert(topic, values)
     for name, part in ((TABLE_OF_TOPIC[topic], table_rows), ("dead_letters", dead)):
         if part:
-            insert_with_retry(wh, name, part, f"{token}-{name}".replace(" ", "T"))
-            out.rows[name] = out.rows.get(name, 0) + len(part)
+            before = out.health.dead_lettered
+            insert_with_retry(wh, name, part, f"{token}-{name}".replace(" ", "T"), health=out.health)
+            refused = out.health.dead_lettered - before
+            out.rows[name] = out.rows.get(name, 0) + len(part) - refused
+            if refused:
+                out.rows["dead_letters"] = out.rows.get("dead_letters", 0) + refused
 
 
 def replay(wh: Warehouse, config: ProcessorConfig, project: str | None = None,
