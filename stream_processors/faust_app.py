@@ -7,16 +7,18 @@ dead-letter record (the step says so) and the agent goes on.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
 import time
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import faust
+import mode
 from faust.streams import _current_event  # the context variable Faust's tables read the partition from
 
 from schemas import topics
@@ -74,6 +76,49 @@ def as_current(event: "faust.EventT") -> Iterator[None]:
 
 
 STALLED_EXIT_CODE = 70  # EX_SOFTWARE: the supervisor restarts the worker
+CRASHED_EXIT_CODE = 75  # EX_TEMPFAIL: an agent or the app crashed (e.g. Kafka metadata stale after a broker restart)
+
+
+def exit_for_restart(code: int, why: str, *args: object, exc: BaseException | None = None,
+                     stacks: bool = False) -> None:
+    """Log why and end the process at once with `code`, for the supervisor (compose `restart:
+    unless-stopped`) to start it again: it resumes from its tables and committed offsets. A hard
+    exit, so nothing runs in between: no commit of offsets whose state writes never happened, and
+    no graceful stop that can hang as the worker did."""
+    log.error(why + "; exit %s for a restart", *args, code, exc_info=exc)
+    if stacks:
+        from mode.utils.logging import cry
+
+        cry(file=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # noqa: SLF001
+
+
+class WorkerApp(faust.App):
+    """An agent that raises is never restarted in place: the worker exits with CRASHED_EXIT_CODE.
+
+    Faust's own handling commits the consumer's offsets and has its supervisor start the agent
+    again on the same stream. Both are wrong for our batch agents: the crashed batch's events are
+    acknowledged when its take_events generator is closed, so that commit can store offsets of
+    events whose state writes never happened; and the restarted agent's take_events adds a second
+    buffer to the stream while the dead one's stays, fills up and blocks the stream for good
+    (faust issues #237, #262; issue 11: both agents crashed with PartitionsMismatch after a broker
+    restart, "the changelog topic has 0 partitions" as the metadata was not refreshed yet, and the
+    worker processed nothing more). The hard exit runs before any other task: nothing is committed."""
+
+    async def _on_agent_error(self, agent, exc: BaseException) -> None:  # noqa: ANN001 - faust's hook
+        exit_for_restart(CRASHED_EXIT_CODE, "agent %s crashed: %r", agent.name, exc, exc=exc)
+
+
+class ExitingSupervisor(mode.OneForOneSupervisor):
+    """The supervisor of our agents' actors: an actor that died by any other way (cancelled
+    outside a stop) is not restarted in place either, for the same reason as WorkerApp's."""
+
+    async def restart_service(self, service: mode.ServiceT) -> None:
+        exit_for_restart(CRASHED_EXIT_CODE, "agent actor %r died: %r", service, service.crash_reason)
 
 
 class Watchdog:
@@ -98,6 +143,17 @@ class Watchdog:
         return time.monotonic() - self.last_batch >= self.stall_seconds and bool(lag)
 
 
+def crashed(app: faust.App) -> str | None:
+    """What crashed, if the app or one of its agents did (mode's crashed state; the app then feeds
+    nothing, and its own timers stop)."""
+    if app.crashed:
+        return f"the app ({app.crash_reason!r})"
+    for agent in app.agents.values():
+        if agent.crashed:
+            return f"agent {agent.name} ({agent.crash_reason!r})"
+    return None
+
+
 async def input_lag(bootstrap: str, group: str, assigned: set) -> int:
     """Records of the assigned input partitions not yet committed by the group."""
     from aiokafka import AIOKafkaConsumer
@@ -106,21 +162,23 @@ async def input_lag(bootstrap: str, group: str, assigned: set) -> int:
     if not assigned:
         return 0
     admin, consumer = AIOKafkaAdminClient(bootstrap_servers=bootstrap), AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
     try:
+        await admin.start()
+        await consumer.start()
         committed = await admin.list_consumer_group_offsets(group)
         ends = await consumer.end_offsets(list(assigned))
         return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
     finally:
-        await consumer.stop()
-        await admin.close()
+        with suppress(Exception):
+            await consumer.stop()
+        with suppress(Exception):
+            await admin.close()
 
 
 def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConfig,
               app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4,
               persons_config: PersonsConfig | None = None, stall_seconds: float = 60) -> faust.App:
-    app = faust.App(
+    app = WorkerApp(
         app_id,
         broker=[f"kafka://{h}" for h in bootstrap.split(",")],
         store="rocksdb://",
@@ -152,7 +210,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
     # co-partitioned with the stream and each worker holds the visitors of its partitions
     visitors = app.Table("visitors", key_type=bytes, value_type=bytes, partitions=partitions)
 
-    @app.agent(raw, name="enrich")
+    @app.agent(raw, name="enrich", supervisor_strategy=ExitingSupervisor)
     async def enrich(stream):  # noqa: ANN001 - faust's stream type
         # Batches, like the persons stage: the outputs of a batch are sent and acknowledged before
         # the visitors' new states are written, so a crash in between re-processes the events
@@ -192,7 +250,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
         nonlocal revoked_since_last_batch
         revoked_since_last_batch = True
 
-    @app.agent(inputs, name="persons")
+    @app.agent(inputs, name="persons", supervisor_strategy=ExitingSupervisor)
     async def persons_agent(stream):  # noqa: ANN001 - faust's stream type
         # Batches (stream.take_events): a conversion and the links that arrive with it are credited
         # once. The outputs are sent and acknowledged before the state writes are applied; each
@@ -227,20 +285,34 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
 
     inputs_of_agents = {raw.get_topic_name(), *name_of}
 
-    @app.timer(interval=max(1.0, stall_seconds / 4))
+    @app.task
     async def _watch() -> None:
+        # A task of its own, not an app.timer: a timer ends when the app crashes (mode's itertimer
+        # stops on should_stop), and a check that raises (the broker down during an outage) ended
+        # the timer for good; that is how a worker stalled after a broker restart without a word.
+        interval, lag_every, lag_checked = max(1.0, min(5.0, stall_seconds / 4)), max(1.0, stall_seconds / 4), 0.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                what = crashed(app)
+                if what:
+                    exit_for_restart(CRASHED_EXIT_CODE, "crashed: %s", what)
+                if time.monotonic() - lag_checked >= lag_every:
+                    lag_checked = time.monotonic()
+                    await _check_stall()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any one check
+                log.warning("watchdog check failed (retried in %.0f s): %r", interval, exc)
+
+    async def _check_stall() -> None:
         if time.monotonic() - watchdog.last_batch < stall_seconds:
             return
         busy = bool(app.in_recovery or app.rebalancing)
         assigned = {tp for tp in app.consumer.assignment() if tp.topic in inputs_of_agents}
-        lag = None if busy else await input_lag(bootstrap, app_id, assigned)
+        lag = None if busy else await asyncio.wait_for(input_lag(bootstrap, app_id, assigned), stall_seconds)
         if watchdog.stalled(busy, lag):
-            from mode.utils.logging import cry
-
-            log.error("stalled: %s input records wait and no batch finished in %s s; every task's stack follows, "
-                      "then exit %s for a restart", lag, stall_seconds, STALLED_EXIT_CODE)
-            cry(file=sys.stderr)
-            sys.stderr.flush()
-            os._exit(STALLED_EXIT_CODE)  # noqa: SLF001 - a hard exit: Faust's own stop can hang as it stalled
+            exit_for_restart(STALLED_EXIT_CODE, "stalled: %s input records wait and no batch finished in %s s; "
+                             "every task's stack follows", lag, stall_seconds, stacks=True)
 
     return app

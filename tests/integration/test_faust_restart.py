@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 import time
 import uuid
 from collections import defaultdict
@@ -254,3 +255,59 @@ def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(t
          f"{f' (+{restarts} restart(s) by the stall watchdog)' if restarts else ''}; "
          f"{len(final['touches'])} touches, {len(final['persons'])} persons ({multi} across devices), "
          f"{len(final['credits'])} credit keys equal to the embedded run, 0 duplicate credits")
+
+
+def test_an_agent_that_crashes_makes_the_worker_exit_for_a_restart_and_commits_nothing(tmp_path: Path,
+                                                                                       kafka_bootstrap: str):
+    """Issue 11: after a broker restart both agents crashed with PartitionsMismatch (the changelog's
+    metadata not refreshed yet: "0 partitions"), Faust restarted them in place and the worker then
+    processed nothing, with no exit. Here the same error comes for sure: the visitors table's
+    changelog has 1 partition where the raw topic has 4. The worker exits with 75 at the crash, and
+    the crashed batch's offsets are not committed (Faust's own handler commits before restarting)."""
+    from aiokafka.admin import NewTopic
+
+    port, web, run = free_port(), free_port(), uuid.uuid4().hex[:8]
+    prefix, group = f"crash-{run}", f"processors-{run}"
+    env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_BUS=f"kafka://{kafka_bootstrap}",
+                   MONEYTRAIL_TOPIC_PREFIX=prefix, MONEYTRAIL_SINK_GROUP=f"sink-{run}", MONEYTRAIL_WORKER_ID=group,
+                   MONEYTRAIL_WORKER_WEB_PORT=str(web), MONEYTRAIL_KAFKA_PARTITIONS="4",
+                   MONEYTRAIL_PII_KEY="integration-test-pii-key-0123456789abcdef")
+
+    async def changelog_of_one_partition() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(f"{group}-visitors-changelog", 1, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(changelog_of_one_partition())
+    creds = _create_project(env)
+    server = Proc(["serve", "--sink"], env, tmp_path / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    worker = None
+    try:
+        wait_http(f"{base}/readyz", server)
+        events = [{"type": "page", "messageId": f"{run}-{i}", "anonymousId": f"v-{i}",
+                   "context": {"page": {"url": "https://shop.kz/"}}} for i in range(100)]
+        _post(base, creds["write_key"], events)
+        started = time.monotonic()
+        worker = Proc(["worker"], {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "worker")}, tmp_path / "worker.log")
+        try:
+            code = worker.p.wait(120)
+        except subprocess.TimeoutExpired:
+            worker.p.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+            raise AssertionError(f"the worker did not exit in 120 s:\n{worker.output()[-5000:]}") from None
+        took = time.monotonic() - started
+        records, lag = _kafka(kafka_bootstrap, prefix, {group: (topics.RAW,)})
+    finally:
+        if worker:
+            worker.stop()
+        assert server.stop() == 0, server.output()[-3000:]
+    out = worker.output()
+    assert code == 75, out[-5000:]
+    assert "crashed" in out and "PartitionsMismatch" in out, out[-5000:]
+    assert records[topics.RAW] == len(events) and lag[group] == len(events), (records, lag)  # nothing committed
+    show(f"crashed agent: PartitionsMismatch at the first state write, the worker exited 75 after {took:.0f}s "
+         f"with none of its {len(events)} input records committed")

@@ -1,4 +1,4 @@
-"""The Faust adapter's stall watchdog decides only from lag, time and Faust's busy flags."""
+"""The Faust adapter's stall watchdog decides only from lag, time, Faust's busy flags and crashed states."""
 
 from __future__ import annotations
 
@@ -31,3 +31,19 @@ def test_recovery_and_rebalancing_count_as_work_and_a_batch_resets_the_clock(mon
     assert dog.stalled(False, lag=500)
     dog.batch_done()
     assert not dog.stalled(False, lag=500)
+
+
+def test_the_watchdog_sees_an_app_or_an_agent_in_a_crashed_state():
+    from types import SimpleNamespace
+
+    from stream_processors.faust_app import crashed
+
+    def agent(name: str, reason: BaseException | None = None) -> SimpleNamespace:
+        return SimpleNamespace(name=name, crashed=reason is not None, crash_reason=reason)
+
+    app = SimpleNamespace(crashed=False, crash_reason=None, agents={"enrich": agent("enrich"), "persons": agent("persons")})
+    assert crashed(app) is None
+    app.agents["persons"] = agent("persons", RuntimeError("boom"))
+    assert "persons" in crashed(app) and "boom" in crashed(app)
+    app.crashed, app.crash_reason = True, ConnectionError("broker")
+    assert "the app" in crashed(app)
