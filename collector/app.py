@@ -12,6 +12,7 @@ import io
 import logging
 import hashlib
 import ipaddress
+import threading
 import time
 from pathlib import Path
 from contextlib import asynccontextmanager
@@ -227,6 +228,7 @@ def create_app(
     app = FastAPI(title="moneytrail", version="1", lifespan=lifespan,
                   description="Self-hosted end-to-end marketing analytics. Ingest with a write key, read with a read token.")
     app.state.metrics = metrics
+    draining = app.state.draining = threading.Event()  # set by `serve` on SIGTERM (moneytrail/cli.py)
     known_origins = app.state.known_origins = KnownOrigins(lambda: [p.origins for p in projects.list()])
 
     async def _preflight(origin: str | None) -> Response:
@@ -649,6 +651,8 @@ def create_app(
     async def readyz(_request: Request) -> Response:
         return _json({"ready": state["ready"]}, 200 if state["ready"] else 503)
 
+        if draining.is_set():  # SIGTERM: a load balancer stops sending while we still serve
+            return _json({"ready": False, "draining": True}, 503)
     async def prometheus(_request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -85,11 +85,37 @@ def _admin_call(server: RunningServer, method: str, path: str, **kw: Any) -> Any
 
 def _graceful_server_class():  # noqa: ANN202 - uvicorn is imported lazily
     import contextlib
+    import time
+
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
         """uvicorn re-raises SIGTERM after its graceful shutdown, so the process dies 'killed by
-        signal' even when it drained cleanly; we exit 0 after a clean drain instead."""
+        signal' even when it drained cleanly; we exit 0 after a clean drain instead.
+
+        SIGTERM first drains (Snowplow's preTerminationPeriod): `draining` is set (/readyz answers
+        503) and requests are still served for `drain_seconds`, so a load balancer sees the 503
+        and stops sending before the listener closes; then uvicorn's graceful shutdown. A second
+        signal, or SIGINT (Ctrl-C), stops at once."""
+
+        def __init__(self, config: Any, drain_seconds: float = 0.0, draining: Any = None) -> None:
+            super().__init__(config)
+            self.drain_seconds = drain_seconds
+            self.draining = draining  # a threading.Event the app's /readyz reads
+            self.drain_until: float | None = None
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if (sig == signal.SIGTERM and self.drain_seconds > 0 and self.draining is not None
+                    and self.drain_until is None and not self.should_exit):
+                self.draining.set()
+                self.drain_until = time.monotonic() + self.drain_seconds
+                return
+            super().handle_exit(sig, frame)
+
+        async def on_tick(self, counter: int) -> bool:
+            if self.drain_until is not None and time.monotonic() >= self.drain_until:
+                self.should_exit = True
+            return await super().on_tick(counter)
 
         @contextlib.contextmanager
         def capture_signals(self):  # noqa: ANN202
@@ -123,7 +149,9 @@ def serve(
         server = root.build_server(settings, admin_token=admin, with_sink=sink)
         mode = "embedded" if settings.embedded else f"distributed (bus {settings.bus})"
         err.print(f"moneytrail {mode}: collector and reports on {settings.base_url}, warehouse {settings.warehouse_display}")
-        _GracefulServer(uvicorn_config(server.app, settings.host, settings.port)).run()
+        _GracefulServer(uvicorn_config(server.app, settings.host, settings.port, settings.max_header_bytes,
+                                       settings.header_timeout_s),
+                        settings.drain_seconds, server.fastapi.state.draining if server.fastapi else None).run()
     finally:
         lock.release()
 
@@ -172,7 +200,8 @@ def demo(
             server.projects.configure(project.project_id, vendor, values)
         credentials = {"project": project.project_id, "write_key": creds.write_key, "read_token": creds.read_token,
                        "webhook_secret": creds.webhook_secret}
-        uv = _GracefulServer(uvicorn_config(server.app, settings.host, settings.port))
+        uv = _GracefulServer(uvicorn_config(server.app, settings.host, settings.port, settings.max_header_bytes,
+                                            settings.header_timeout_s))
 
         def load_then_announce() -> None:
             while not uv.started:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     max_batch_events: int = 500
     clock_skew_tolerance_s: int = 3600
     rate_limit_ip_rps: float = Field(200.0, description="ingest requests per second per client address (burst 2x); 0 turns it off")
+    max_header_bytes: int = Field(16384, ge=1024, description="a request head (request line and headers) larger than this is answered 431 and its connection closed")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection whose request head is not complete this long after it began is closed")
+    drain_seconds: float = Field(5.0, ge=0, description="on SIGTERM `serve` answers /readyz 503 and keeps serving for this long before it stops listening (a load balancer's time to stop sending)")
     rate_limit_key_eps: float = Field(5000.0, description="ingest events per second per project (burst 2x); 0 turns it off")
     pii_key: str = Field("", description="secret for keyed hashes of phones/emails (>= 32 chars); embedded mode makes one in the data dir")
     default_currency: str = Field("KZT", description="currency of money that arrives without one, and of reports by default")

@@ -11,10 +11,11 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from collector.app import create_app
 from collector.ports import CollectorConfig
-from collector.serving import uvicorn_config
+from collector.serving import EdgeHttpProtocol, uvicorn_config
 from schemas.envelope import Envelope
 from schemas.project import Project
 from tests.conftest import free_port
@@ -73,7 +74,8 @@ def _uvicorn_defaults(app, host: str, port: int) -> uvicorn.Config:
 def test_the_serving_config_leaves_forwarded_headers_to_the_app():
     config = uvicorn_config(lambda *a: None, HOST, 1)
     assert config.proxy_headers is False
-    assert (config.loop, config.http, config.access_log) == ("uvloop", "httptools", False)
+    assert (config.loop, config.access_log) == ("uvloop", False)
+    assert issubclass(config.http, EdgeHttpProtocol) and issubclass(config.http, HttpToolsProtocol)
 
 
 def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored_and_a_trusted_proxys_is_used():
