@@ -125,8 +125,9 @@ def _bounds(req: ReportRequest) -> dict[str, Any]:
             "label": "drill" if req.name == "campaigns" else req.group_by}
 
 
-def _models_param(models: tuple[str, ...]) -> str:
-    return "[" + ", ".join(f"'{m}'" for m in models if m in QUERY_TIME_MODELS) + "]"
+def _models_param(models: tuple[str, ...]) -> list[str]:
+    """An Array(String) parameter: a list through the port; each adapter renders it its way."""
+    return [m for m in models if m in QUERY_TIME_MODELS]
 
 
 def credits(wh: Warehouse, req: ReportRequest, models: tuple[str, ...] = QUERY_TIME_MODELS) -> list[dict[str, Any]]:

@@ -58,6 +58,25 @@ def _check(table: str, token: str | None) -> None:
         raise ValueError(f"bad deduplication token {token!r}")
 
 
+def _literal(value: Any) -> str:
+    """A list element as a ClickHouse literal (strings quoted and escaped, numbers as they are)."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"no ClickHouse literal for {type(value).__name__} in an array parameter")
+    return repr(value)
+
+
+def _chdb_params(params: dict[str, Any] | None) -> dict[str, Any] | None:
+    """chDB takes query parameters as text in ClickHouse's own syntax: an array is its literal.
+    (clickhouse-connect renders Python lists itself; text there would be escaped as one string.)"""
+    if not params:
+        return None
+    return {k: _literal(v) if isinstance(v, (list, tuple)) else v for k, v in params.items()}
+
+
 class ChdbWarehouse:
     def __init__(self, path: str | Path) -> None:
         import chdb  # imported here: the server adapter must not need it
@@ -90,7 +109,7 @@ class ChdbWarehouse:
 
     def _run(self, sql: str, params: dict[str, Any] | None) -> bytes:
         try:
-            res = self._conn().query(sql, "JSONEachRow", params=params or None)
+            res = self._conn().query(sql, "JSONEachRow", params=_chdb_params(params))
         except Exception as exc:
             raise WarehouseError(str(exc)) from exc
         return res.bytes() if hasattr(res, "bytes") else bytes(res)

@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 KAFKA_PORT = int(os.environ.get("MONEYTRAIL_TEST_KAFKA_PORT", "19092"))
+CLICKHOUSE_PORT = int(os.environ.get("MONEYTRAIL_TEST_CLICKHOUSE_PORT", "18123"))
 
 
 def missing_part(why: str) -> None:
@@ -47,7 +48,7 @@ def free_port() -> int:
     top = min(low, 32768) - 1
     for _ in range(200):
         port = random.randint(20000, top)
-        if port in _HANDED_OUT or port == KAFKA_PORT or port - 1 == KAFKA_PORT:
+        if port in _HANDED_OUT or port in (KAFKA_PORT, KAFKA_PORT + 1, CLICKHOUSE_PORT):
             continue
         with socket.socket() as s:
             try:
@@ -79,6 +80,65 @@ def kafka_bootstrap() -> str:
         if proc.returncode != 0:
             missing_part(f"could not start Kafka: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
     return f"127.0.0.1:{KAFKA_PORT}"
+
+
+class ClickhouseServer:
+    """A real ClickHouse HTTP server (deploy/local/clickhouse.sh: clickhouse-local from the chdb
+    wheel, listening on 127.0.0.1). Each caller takes a database of its own."""
+
+    USER = PASSWORD = "moneytrail"
+
+    def __init__(self, port: int, data_dir: Path | None = None) -> None:
+        self.port = port
+        self.data_dir = data_dir or Path(f"/tmp/moneytrail-clickhouse-{port}")
+
+    def _script(self, command: str, clean: bool = False, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CLICKHOUSE_PORT": str(self.port), "CLICKHOUSE_DATA_DIR": str(self.data_dir),
+               "CLICKHOUSE_USER": self.USER, "CLICKHOUSE_PASSWORD": self.PASSWORD,
+               "CLICKHOUSE_PYTHON": sys.executable, "CLICKHOUSE_CLEAN": "1" if clean else "0"}
+        return subprocess.run(["bash", str(ROOT / "deploy" / "local" / "clickhouse.sh"), command], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self, clean: bool = False) -> None:
+        out = self._script("start", clean)
+        if out.returncode != 0:
+            raise RuntimeError(f"could not start the ClickHouse server: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    def running(self) -> bool:
+        return _port_open(self.port)
+
+    def url(self, database: str = "default") -> str:
+        return f"clickhouse://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str = "t") -> str:
+        """A fresh, empty database; its warehouse URL."""
+        import uuid
+
+        from clickhouse.warehouse import ServerWarehouse
+
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        admin = ServerWarehouse(self.url())
+        try:
+            admin.command(f"CREATE DATABASE {name}")
+        finally:
+            admin.close()
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server() -> ClickhouseServer:
+    """The shared ClickHouse test server (started by deploy/local/run-tests.sh, or here if not up).
+    Tests that stop a server start one of their own: ClickhouseServer(free_port(), tmp_path)."""
+    server = ClickhouseServer(CLICKHOUSE_PORT)
+    if not server.running():
+        try:
+            server.start()
+        except RuntimeError as exc:
+            missing_part(str(exc))
+    return server
 
 
 class Proc:

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 UV=${UV:-uv}
 export MONEYTRAIL_TEST_KAFKA_PORT=${MONEYTRAIL_TEST_KAFKA_PORT:-19092}
+export MONEYTRAIL_TEST_CLICKHOUSE_PORT=${MONEYTRAIL_TEST_CLICKHOUSE_PORT:-18123}
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 if ! command -v chromium >/dev/null 2>&1; then
@@ -17,9 +18,13 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 started_kafka=0
+started_clickhouse=0
 cleanup() {
   if [ "$started_kafka" = 1 ]; then
     KAFKA_PORT=$MONEYTRAIL_TEST_KAFKA_PORT bash deploy/local/kafka.sh stop || true
+  fi
+  if [ "$started_clickhouse" = 1 ]; then
+    CLICKHOUSE_PORT=$MONEYTRAIL_TEST_CLICKHOUSE_PORT bash deploy/local/clickhouse.sh stop || true
   fi
 }
 trap cleanup EXIT
@@ -27,6 +32,13 @@ trap cleanup EXIT
 if ! KAFKA_PORT=$MONEYTRAIL_TEST_KAFKA_PORT bash deploy/local/kafka.sh status >/dev/null 2>&1; then
   KAFKA_PORT=$MONEYTRAIL_TEST_KAFKA_PORT KAFKA_CLEAN=1 bash deploy/local/kafka.sh start
   started_kafka=1
+fi
+
+# The ClickHouse test server (clickhouse-local from the chdb wheel, HTTP on 127.0.0.1): the warehouse
+# tests run on it and on chDB; the distributed integration tests use it as their warehouse.
+if ! CLICKHOUSE_PORT=$MONEYTRAIL_TEST_CLICKHOUSE_PORT bash deploy/local/clickhouse.sh status >/dev/null 2>&1; then
+  CLICKHOUSE_PORT=$MONEYTRAIL_TEST_CLICKHOUSE_PORT CLICKHOUSE_CLEAN=1 bash deploy/local/clickhouse.sh start
+  started_clickhouse=1
 fi
 
 "$UV" run --frozen pytest -q -rfEs --durations=10 "$@"

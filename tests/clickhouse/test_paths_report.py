@@ -28,7 +28,7 @@ def _conv(p, cid, kind, at, subject="", value="0", currency="KZT", anon=""):
 
 
 @pytest.fixture(scope="module")
-def shop(chdb_wh):
+def shop(wh):
     """May 2026, lookback 90 days:
     - Ann (cookie a1): Paid Search May 1 10:00, Paid Search May 2, (bot visit May 3: ignored), Email May 3,
       Paid Search May 5; a Paid Social visit on Jan 1 is out of the 90-day window, a Direct visit on
@@ -44,7 +44,7 @@ def shop(chdb_wh):
     - Cat (cookie c1): Paid Search May 7, no conversion: a non-converting path Paid Search.
     - Old (cookie o1): Email in March only: no touch in May, not counted."""
     p = f"paths{uuid.uuid4().hex[:8]}"
-    chdb_wh.insert("touches", [
+    wh.insert("touches", [
         _touch(p, "a0", "a1", "2026-01-01T10:00:00Z", "Paid Social"),
         _touch(p, "a1", "a1", "2026-05-01T10:00:00Z", "Paid Search"),
         _touch(p, "a2", "a1", "2026-05-02T10:00:00Z", "Paid Search"),
@@ -58,20 +58,20 @@ def shop(chdb_wh):
         _touch(p, "c1", "c1", "2026-05-07T10:00:00Z", "Paid Search"),
         _touch(p, "o1", "o1", "2026-03-07T10:00:00Z", "Email"),
     ])
-    chdb_wh.insert("identity_map", [
+    wh.insert("identity_map", [
         {"project": p, "identifier": "anon:b2", "person_id": "p_elsewhere", "version": 1},
         {"project": p, "identifier": "anon:b1", "person_id": "p_ben", "version": 2},
         {"project": p, "identifier": "anon:b2", "person_id": "p_ben", "version": 2},
         {"project": p, "identifier": "deal:amocrm:7", "person_id": "p_ben", "version": 2},
     ])
-    chdb_wh.insert("conversions", [
+    wh.insert("conversions", [
         _conv(p, "sale:a", "sale", "2026-05-06T10:00:00Z", "anon:a1", "100000.00"),
         _conv(p, "sale:b", "sale", "2026-05-10T10:00:00Z", "deal:amocrm:7", "50000.00"),
         _conv(p, "lead:b", "lead", "2026-05-03T10:00:00Z", "anon:b1"),
         _conv(p, "sale:e", "sale", "2026-05-09T10:00:00Z", "", "100.00", currency="USD", anon="e1"),
         _conv(p, "sale:z", "sale", "2026-05-12T10:00:00Z", "anon:zz", "30000.00"),
     ])
-    chdb_wh.insert("currency_rates", [{"project": p, "day": "2026-05-01", "currency": "USD", "base": "KZT",
+    wh.insert("currency_rates", [{"project": p, "day": "2026-05-01", "currency": "USD", "base": "KZT",
                                        "rate": "500", "imported_at": "2026-05-01T00:00:00Z"}])
     return p
 
@@ -86,8 +86,8 @@ def _aggregates(wh, p, kind="sale", collapse=False):
 PS, EM, IG = "Paid Search", "Email", "Instagram"
 
 
-def test_path_aggregates_follow_persons_windows_and_bots(chdb_wh, shop):
-    assert _aggregates(chdb_wh, shop) == {
+def test_path_aggregates_follow_persons_windows_and_bots(wh, shop):
+    assert _aggregates(wh, shop) == {
         (PS, PS, EM, PS): (1, Decimal("100000.000000"), 0, 4, 5.0),
         (IG, EM): (1, Decimal("50000.000000"), 0, 2, 8.0),
         (PS,): (1, Decimal("50000.000000"), 1, 1, 1.0),  # Eve converted; Cat did not
@@ -95,23 +95,23 @@ def test_path_aggregates_follow_persons_windows_and_bots(chdb_wh, shop):
     }
 
 
-def test_collapsing_repeats_folds_consecutive_channels_only(chdb_wh, shop):
-    got = _aggregates(chdb_wh, shop, collapse=True)
+def test_collapsing_repeats_folds_consecutive_channels_only(wh, shop):
+    got = _aggregates(wh, shop, collapse=True)
     assert got[(PS, EM, PS)] == (1, Decimal("100000.000000"), 0, 4, 5.0)  # touches count before the fold
     assert (PS, PS, EM, PS) not in got
 
 
-def test_lead_paths_when_asked(chdb_wh, shop):
+def test_lead_paths_when_asked(wh, shop):
     # Ben's lead on May 3 saw only Instagram (May 2); every other person with a touch in May is a null path
-    assert _aggregates(chdb_wh, shop, kind="lead") == {
+    assert _aggregates(wh, shop, kind="lead") == {
         (IG,): (1, Decimal("0.000000"), 0, 1, 1.0),
         (PS, PS, EM, PS, "Direct"): (0, Decimal("0.000000"), 1, 0, 0.0),  # Ann: last 90 days of May
         (PS,): (0, Decimal("0.000000"), 2, 0, 0.0),  # Eve and Cat
     }
 
 
-def test_paths_report_top_paths_and_assists(chdb_wh, shop):
-    out = reports.run(chdb_wh, reports.ReportRequest("paths", shop, *MAY))
+def test_paths_report_top_paths_and_assists(wh, shop):
+    out = reports.run(wh, reports.ReportRequest("paths", shop, *MAY))
     paths = [r for r in out["rows"] if r["section"] == "path"]
     assert [(r["path"], r["conversions"], r["revenue"], r["average_touches"], r["average_days"]) for r in paths] == [
         ("Paid Search > Paid Search > Email > Paid Search", 1, "100000.00", 4.0, 5.0),
@@ -129,8 +129,8 @@ def test_paths_report_top_paths_and_assists(chdb_wh, shop):
     assert out["report"] == "paths" and out["currency"] == "KZT"
 
 
-def test_datadriven_report_conserves_money_and_matches_the_models(chdb_wh, shop):
-    out = reports.run(chdb_wh, reports.ReportRequest("datadriven", shop, *MAY))
+def test_datadriven_report_conserves_money_and_matches_the_models(wh, shop):
+    out = reports.run(wh, reports.ReportRequest("datadriven", shop, *MAY))
     rows = {r["channel"]: r for r in out["rows"]}
     assert set(rows) == {PS, EM, IG, "(unattributed)"}
     for model in ("markov", "shapley"):
@@ -144,14 +144,14 @@ def test_datadriven_report_conserves_money_and_matches_the_models(chdb_wh, shop)
     assert {c: rows[c]["shapley_revenue"] for c in (PS, EM, IG)} == {PS: "100000.00", EM: "75000.00", IG: "25000.00"}
     assert {c: rows[c]["shapley_conversions"] for c in (PS, EM, IG)} == {PS: 1.5, EM: 1.0, IG: 0.5}
     # Markov from the same aggregates, computed directly
-    aggs = [datadriven.PathAggregate(k, c, v, n) for k, (c, v, n, _, _) in _aggregates(chdb_wh, shop).items()]
+    aggs = [datadriven.PathAggregate(k, c, v, n) for k, (c, v, n, _, _) in _aggregates(wh, shop).items()]
     mk = datadriven.markov(aggs)
     for c in (PS, EM, IG):
         assert rows[c]["markov_share"] == pytest.approx(mk.shares[c], abs=1e-6)
     assert out["total"]["markov_revenue"] == "230000.00" and out["total"]["journeys"] == 4
 
 
-def test_both_reports_flow_from_query_parameters_to_csv(chdb_wh, shop):
+def test_both_reports_flow_from_query_parameters_to_csv(wh, shop):
     """What GET /api/reports/{name} does, minus HTTP: the query string through root.report_request,
     reports.run, and the CSV writer (one folder per process: no second chDB for a server here)."""
     from collector.app import _csv
@@ -159,7 +159,7 @@ def test_both_reports_flow_from_query_parameters_to_csv(chdb_wh, shop):
 
     for name, first_column in (("paths", "section"), ("datadriven", "channel")):
         req = root.report_request(name, shop, {"from": "2026-05-01", "to": "2026-05-31", "currency": "kzt"})
-        out = reports.run(chdb_wh, req)
+        out = reports.run(wh, req)
         lines = _csv(out).splitlines()
         assert lines[0].split(",")[0] == first_column
         assert len(lines) == 1 + len(out["rows"]) + 1 and lines[-1].startswith("Total")

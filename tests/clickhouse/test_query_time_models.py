@@ -150,11 +150,11 @@ def _compare(live, sql, model, whole):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(world=worlds())
-def test_query_time_credits_equal_the_live_credits(chdb_wh, world):
-    p, convs, by_person, lookback = _load(chdb_wh, world)
+def test_query_time_credits_equal_the_live_credits(wh, world):
+    p, convs, by_person, lookback = _load(wh, world)
     req = reports.ReportRequest("channels", p, date(2026, 3, 11), date(2026, 4, 30), lookback_days=lookback)
     sql: dict[tuple[str, str], dict] = defaultdict(dict)
-    for r in reports.credits(chdb_wh, req):
+    for r in reports.credits(wh, req):
         sql[(r["conversion_id"], r["model"])][(r["touch_id"], r["channel"])] = (Decimal(r["weight"]),
                                                                                 Decimal(r["amount"]))
     # a person's lead within 30 days after their previous one is a repeat (persons.py): no credit
@@ -179,17 +179,17 @@ def test_query_time_credits_equal_the_live_credits(chdb_wh, world):
             _compare(live, got, model, whole)
 
 
-def test_the_seed_journey_gets_each_models_credits(chdb_wh):
+def test_the_seed_journey_gets_each_models_credits(wh):
     """Instagram click, Google search a week later, a direct visit 3 days later, then a purchase of
     100 000 KZT: each model's own definition of the split."""
     p = f"q{uuid.uuid4().hex[:10]}"
     ig, gg, dd = START, START + timedelta(days=7), START + timedelta(days=10)
-    chdb_wh.insert("touches", [_touch_row(p, "ig", "v1", ig, "Paid Social", "instagram"),
+    wh.insert("touches", [_touch_row(p, "ig", "v1", ig, "Paid Social", "instagram"),
                                _touch_row(p, "gg", "v1", gg, "Organic Search", "google"),
                                _touch_row(p, "dd", "v1", dd, "Direct", "(direct)")])
-    chdb_wh.insert("conversions", [_conv_row(p, "buy", "payment", dd, Decimal("100000.00"), "KZT", "anon:v1")])
+    wh.insert("conversions", [_conv_row(p, "buy", "payment", dd, Decimal("100000.00"), "KZT", "anon:v1")])
     got: dict[str, dict[str, str]] = defaultdict(dict)
-    for r in reports.credits(chdb_wh, reports.ReportRequest("channels", p, date(2026, 3, 1), date(2026, 3, 31))):
+    for r in reports.credits(wh, reports.ReportRequest("channels", p, date(2026, 3, 1), date(2026, 3, 31))):
         got[r["model"]][r["channel"]] = r["amount"]
     assert got["first_touch"] == {"Paid Social": "100000.000000"}
     assert got["last_touch"] == {"Direct": "100000.000000"}
@@ -205,22 +205,22 @@ def test_the_seed_journey_gets_each_models_credits(chdb_wh):
     assert [round(100000 * s / sum(shares), 2) for s in shares] == [17569.13, 35138.27, 47292.6]
 
 
-def test_a_call_is_credited_through_the_person_of_the_visitor_who_was_shown_the_number(chdb_wh):
+def test_a_call_is_credited_through_the_person_of_the_visitor_who_was_shown_the_number(wh):
     """The processors map a call's subject to the person of the visitor who held the number (whose
     cookie is the person's anchor, so it has no row itself); a later version wins."""
     p = f"q{uuid.uuid4().hex[:10]}"
-    chdb_wh.insert("touches", [_touch_row(p, "t1", "v1", START, "Paid Search", "yandex"),
+    wh.insert("touches", [_touch_row(p, "t1", "v1", START, "Paid Search", "yandex"),
                                _touch_row(p, "t2", "v2", START, "Paid Social", "instagram")])
-    chdb_wh.insert("identity_map", [
+    wh.insert("identity_map", [
         {"project": p, "identifier": "call:ct:1", "person_id": person_of("anon:v2"), "version": 1},
         {"project": p, "identifier": "call:ct:1", "person_id": person_of("anon:v1"), "version": 2},
         {"project": p, "identifier": "lease:L1", "person_id": person_of("anon:v1"), "version": 2},
     ])
-    chdb_wh.insert("identity_links", [_link_row(p, "anon:v1", "lease:L1"), _link_row(p, "anon:v2", "lease:L0")])
+    wh.insert("identity_links", [_link_row(p, "anon:v1", "lease:L1"), _link_row(p, "anon:v2", "lease:L0")])
     at = START + timedelta(minutes=30)
-    chdb_wh.insert("conversions", [_conv_row(p, "call-1", "lead", at, Decimal(0), "", "call:ct:1"),
+    wh.insert("conversions", [_conv_row(p, "call-1", "lead", at, Decimal(0), "", "call:ct:1"),
                                    _conv_row(p, "call-2", "lead", at, Decimal(0), "", "call:ct:9")])
-    out = reports.run(chdb_wh, reports.ReportRequest("channels", p, date(2026, 3, 1), date(2026, 3, 31)))
+    out = reports.run(wh, reports.ReportRequest("channels", p, date(2026, 3, 1), date(2026, 3, 31)))
     assert {r["channel"]: r["leads"] for r in out["rows"] if r["leads"]} == {"Paid Search": 1, "(unattributed)": 1}
 
 
@@ -273,23 +273,23 @@ def run_persons_stage(wh, records, config) -> tuple[str, dict[str, list[dict]]]:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=streams())
-def test_query_time_credits_equal_what_the_persons_stage_wrote(chdb_wh, stream):
+def test_query_time_credits_equal_what_the_persons_stage_wrote(wh, stream):
     """The live persons stage (identity graph + credit_all + corrections) over a random arrival
     order, its identity_map rows and credits written as the sink writes them; the query-time SQL
     over the same touches, conversions and links gives the same net credits."""
     from stream_processors.persons import PersonsConfig
 
     records, lookback = stream
-    p, tables = run_persons_stage(chdb_wh, records, PersonsConfig(lookback=timedelta(days=lookback)))
+    p, tables = run_persons_stage(wh, records, PersonsConfig(lookback=timedelta(days=lookback)))
     live: dict[tuple[str, str], dict] = defaultdict(dict)
-    for r in chdb_wh.rows("SELECT conversion_id, model, touch_id, channel, toString(sum(weight)) AS w, "
+    for r in wh.rows("SELECT conversion_id, model, touch_id, channel, toString(sum(weight)) AS w, "
                           "toString(sum(amount)) AS a FROM credits_current WHERE project = {p:String} "
                           "GROUP BY conversion_id, model, touch_id, channel HAVING sum(weight) != 0 OR sum(amount) != 0",
                           {"p": p}):
         live[(r["conversion_id"], r["model"])][(r["touch_id"], r["channel"])] = (Decimal(r["w"]), Decimal(r["a"]))
     req = reports.ReportRequest("channels", p, date(2026, 3, 1), date(2026, 4, 30), lookback_days=lookback)
     sql: dict[tuple[str, str], dict] = defaultdict(dict)
-    for r in reports.credits(chdb_wh, req):
+    for r in reports.credits(wh, req):
         sql[(r["conversion_id"], r["model"])][(r["touch_id"], r["channel"])] = (Decimal(r["weight"]),
                                                                                 Decimal(r["amount"]))
     assert set(sql) == set(live)

@@ -33,11 +33,11 @@ def test_an_include_loop_is_refused(tmp_path, monkeypatch):
         reports._with_fragments("--@include _a.sql\n")
 
 
-def test_a_reimported_day_counts_once_in_the_channel_report_and_in_ltv(chdb_wh):
+def test_a_reimported_day_counts_once_in_the_channel_report_and_in_ltv(wh):
     """Google's spend of Feb 10 imported twice (the second import replaces the first), Instagram's
     once: both reports take their spend from _spend.sql, so both see 700 + 300."""
     p = f"frag{uuid.uuid4().hex[:8]}"
-    chdb_wh.insert("ad_spend", [
+    wh.insert("ad_spend", [
         _spend(p, "google", "Paid Search", "400.00", "first", "2026-02-11T00:00:00Z", campaign="a"),
         _spend(p, "google", "Paid Search", "100.00", "first", "2026-02-11T00:00:00Z", campaign="b"),
         _spend(p, "google", "Paid Search", "700.00", "second", "2026-02-12T00:00:00Z", campaign="a"),
@@ -45,7 +45,7 @@ def test_a_reimported_day_counts_once_in_the_channel_report_and_in_ltv(chdb_wh):
     ])
     spend = {}
     for name in ("channels", "campaigns", "ltv"):
-        out = reports.run(chdb_wh, reports.ReportRequest(name, p, date(2026, 2, 1), date(2026, 2, 28)))
+        out = reports.run(wh, reports.ReportRequest(name, p, date(2026, 2, 1), date(2026, 2, 28)))
         spend[name] = ({r["channel"]: r["spend"] for r in out["rows"] if r.get("level", "channel") == "channel"},
                        out["total"]["spend"])
     assert spend["channels"] == ({"Paid Search": "700.00", "Paid Social": "300.00"}, "1000.00")

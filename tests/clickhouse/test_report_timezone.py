@@ -34,19 +34,19 @@ def _spend(p, day, cost):
 
 
 @pytest.fixture(scope="module")
-def almaty(chdb_wh):
+def almaty(wh):
     """A project in Almaty: an evening visit and payment (UTC 1 March = local 2 March), an afternoon
     visit and payment on 1 March, Google spend on the days 1 and 2 March, leases at both times."""
-    store = ProjectStore(chdb_wh, min_refresh_s=0)
+    store = ProjectStore(wh, min_refresh_s=0)
     project, _ = store.create(f"Almaty {uuid.uuid4().hex[:6]}")
     assert store.set_timezone(project.project_id, "Asia/Almaty") == "Asia/Almaty"
     p = project.project_id
-    chdb_wh.insert("touches", [_touch(p, "t-evening", "v1", EVENING, "Paid Search"),
+    wh.insert("touches", [_touch(p, "t-evening", "v1", EVENING, "Paid Search"),
                                _touch(p, "t-afternoon", "v2", AFTERNOON, "Email")])
-    chdb_wh.insert("conversions", [_payment(p, "pay-evening", "2026-03-01T20:30:00Z", "v1", "1000.00"),
+    wh.insert("conversions", [_payment(p, "pay-evening", "2026-03-01T20:30:00Z", "v1", "1000.00"),
                                    _payment(p, "pay-afternoon", "2026-03-01T12:30:00Z", "v2", "300.00")])
-    chdb_wh.insert("ad_spend", [_spend(p, "2026-03-01", "50.00"), _spend(p, "2026-03-02", "70.00")])
-    chdb_wh.insert("leases", [
+    wh.insert("ad_spend", [_spend(p, "2026-03-01", "50.00"), _spend(p, "2026-03-02", "70.00")])
+    wh.insert("leases", [
         {"project": p, "lease_id": lid, "tracking_number": "+77270000001", "anonymous_id": anon, "started_at": at,
          "expires_at": at, "matches_until": at} for lid, anon, at in (("L1", "v1", EVENING), ("L2", "v2", AFTERNOON))])
     return store, p
@@ -57,46 +57,46 @@ def _channels(wh, p, day, tz=None):
     return {r["channel"]: (r["visits"], r["revenue"], r["spend"]) for r in out["rows"]}, out
 
 
-def test_a_day_is_the_projects_local_day(chdb_wh, almaty):
+def test_a_day_is_the_projects_local_day(wh, almaty):
     _, p = almaty
-    first, out = _channels(chdb_wh, p, date(2026, 3, 1))
+    first, out = _channels(wh, p, date(2026, 3, 1))
     assert out["timezone"] == "Asia/Almaty"
     assert first == {"Email": (1, "300.00", "0.00"), "Paid Search": (0, "0.00", "50.00")}
-    second, _ = _channels(chdb_wh, p, date(2026, 3, 2))
+    second, _ = _channels(wh, p, date(2026, 3, 2))
     assert second == {"Paid Search": (1, "1000.00", "70.00")}
 
 
-def test_a_request_may_ask_for_utc_days(chdb_wh, almaty):
+def test_a_request_may_ask_for_utc_days(wh, almaty):
     _, p = almaty
-    first, out = _channels(chdb_wh, p, date(2026, 3, 1), tz="UTC")
+    first, out = _channels(wh, p, date(2026, 3, 1), tz="UTC")
     assert out["timezone"] == "UTC"
     assert first == {"Paid Search": (1, "1000.00", "50.00"), "Email": (1, "300.00", "0.00")}
 
 
-def test_cohort_months_and_call_tracking_days_are_local(chdb_wh, almaty):
+def test_cohort_months_and_call_tracking_days_are_local(wh, almaty):
     _, p = almaty
-    cohorts = reports.run(chdb_wh, reports.ReportRequest("cohorts", p, date(2026, 2, 1), date(2026, 3, 31)))
+    cohorts = reports.run(wh, reports.ReportRequest("cohorts", p, date(2026, 2, 1), date(2026, 3, 31)))
     assert {(r["cohort"], r["channel"]) for r in cohorts["rows"]} == {("2026-03", "Paid Search"), ("2026-03", "Email")}
-    days = reports.run(chdb_wh, reports.ReportRequest("calltracking", p, date(2026, 3, 1), date(2026, 3, 2)))
+    days = reports.run(wh, reports.ReportRequest("calltracking", p, date(2026, 3, 1), date(2026, 3, 2)))
     assert {r["day"]: r["leases"] for r in days["rows"]} == {"2026-03-01": 1, "2026-03-02": 1}
-    utc = reports.run(chdb_wh, reports.ReportRequest("calltracking", p, date(2026, 3, 1), date(2026, 3, 2),
+    utc = reports.run(wh, reports.ReportRequest("calltracking", p, date(2026, 3, 1), date(2026, 3, 2),
                                                      timezone="UTC"))
     assert {r["day"]: r["leases"] for r in utc["rows"]} == {"2026-03-01": 2}
 
 
-def test_an_unknown_zone_is_refused_and_utc_is_the_default(chdb_wh, almaty):
+def test_an_unknown_zone_is_refused_and_utc_is_the_default(wh, almaty):
     store, p = almaty
     with pytest.raises(UnknownTimezone):
         store.set_timezone(p, "Asia/Atlantis")
-    assert timezone_of(chdb_wh, p) == "Asia/Almaty"
+    assert timezone_of(wh, p) == "Asia/Almaty"
     store.rotate(p)  # a key rotation keeps the zone
-    assert timezone_of(chdb_wh, p) == "Asia/Almaty"
-    assert timezone_of(chdb_wh, "no-such-project") == "UTC"
+    assert timezone_of(wh, p) == "Asia/Almaty"
+    assert timezone_of(wh, "no-such-project") == "UTC"
     other, _ = store.create(f"Plain {uuid.uuid4().hex[:6]}")
-    assert timezone_of(chdb_wh, other.project_id) == "UTC"
+    assert timezone_of(wh, other.project_id) == "UTC"
 
 
-def test_the_default_range_ends_on_the_projects_own_today(chdb_wh):
+def test_the_default_range_ends_on_the_projects_own_today(wh):
     """A report without `to` ends today where the business is (UTC+14 here: a different date from
     UTC's for 14 hours of every day), and `from` defaults to 29 days before it."""
     from datetime import datetime, timedelta
@@ -105,10 +105,10 @@ def test_the_default_range_ends_on_the_projects_own_today(chdb_wh):
     from moneytrail import root
     from moneytrail.settings import Settings
 
-    store = ProjectStore(chdb_wh, min_refresh_s=0)
+    store = ProjectStore(wh, min_refresh_s=0)
     project, _ = store.create(f"Kiritimati {uuid.uuid4().hex[:6]}")
     store.set_timezone(project.project_id, "Pacific/Kiritimati")
-    req = root.settings_report_request(Settings(), chdb_wh, "channels", project.project_id, {})
+    req = root.settings_report_request(Settings(), wh, "channels", project.project_id, {})
     today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()
     assert (req.date_from, req.date_to) == (today - timedelta(days=29), today)
     assert root.report_request("channels", "p", {}, today=date(2026, 5, 10)).date_from == date(2026, 4, 11)

@@ -39,23 +39,23 @@ def _spend(p, source, channel, campaign, cost, ad="", keyword=""):
 
 
 @pytest.fixture(scope="module")
-def shop(chdb_wh):
+def shop(wh):
     """Two visitors: v1 clicks a Google ad (sofas / red) then an Instagram ad, leaves a lead and pays
     90 000; v2 comes from Instagram only, leaves a lead and pays 30 000. Spend: Google 20 000
     (sofas, 15 000 of it on the red ad's keyword "divan"), Instagram 10 000."""
     p = f"r{uuid.uuid4().hex[:10]}"
-    chdb_wh.insert("touches", [
+    wh.insert("touches", [
         _touch(p, "t1", "v1", START, "Paid Search", "google", "sofas", "red", "divan"),
         _touch(p, "t2", "v1", START + timedelta(days=2), "Paid Social", "instagram", "reels"),
         _touch(p, "t3", "v2", START + timedelta(days=3), "Paid Social", "instagram", "reels"),
     ])
-    chdb_wh.insert("conversions", [
+    wh.insert("conversions", [
         _conv(p, "l1", "lead", START + timedelta(days=2, hours=1), "v1"),
         _conv(p, "s1", "payment", START + timedelta(days=4), "v1", "90000.00"),
         _conv(p, "l2", "lead", START + timedelta(days=3, hours=1), "v2"),
         _conv(p, "s2", "payment", START + timedelta(days=4), "v2", "30000.00"),
     ])
-    chdb_wh.insert("ad_spend", [_spend(p, "google", "Paid Search", "sofas", "15000.00", "red", "divan"),
+    wh.insert("ad_spend", [_spend(p, "google", "Paid Search", "sofas", "15000.00", "red", "divan"),
                                 _spend(p, "google", "Paid Search", "sofas", "5000.00", "blue"),
                                 _spend(p, "instagram", "Paid Social", "reels", "10000.00")])
     return p
@@ -65,8 +65,8 @@ def _run(wh, p, name, **kw):
     return reports.run(wh, reports.ReportRequest(name, p, date(2026, 5, 1), date(2026, 5, 31), **kw))
 
 
-def test_channels_under_linear_credit_fractional_leads_and_split_money(chdb_wh, shop):
-    out = _run(chdb_wh, shop, "channels", model="linear")
+def test_channels_under_linear_credit_fractional_leads_and_split_money(wh, shop):
+    out = _run(wh, shop, "channels", model="linear")
     rows = {r["channel"]: r for r in out["rows"]}
     assert (rows["Paid Search"]["leads"], rows["Paid Search"]["revenue"]) == (0.5, "45000.00")
     assert (rows["Paid Social"]["leads"], rows["Paid Social"]["revenue"]) == (1.5, "75000.00")
@@ -74,9 +74,9 @@ def test_channels_under_linear_credit_fractional_leads_and_split_money(chdb_wh, 
     assert (out["total"]["leads"], out["total"]["revenue"], out["total"]["spend"]) == (2, "120000.00", "30000.00")
 
 
-def test_romi_needs_a_margin(chdb_wh, shop):
-    plain = _run(chdb_wh, shop, "channels", model="first_touch")
-    with_margin = _run(chdb_wh, shop, "channels", model="first_touch", margin=Decimal("0.3"))
+def test_romi_needs_a_margin(wh, shop):
+    plain = _run(wh, shop, "channels", model="first_touch")
+    with_margin = _run(wh, shop, "channels", model="first_touch", margin=Decimal("0.3"))
     google = next(r for r in with_margin["rows"] if r["channel"] == "Paid Search")
     assert google["revenue"] == "90000.00" and google["roi"] == 3.5
     assert google["romi"] == 0.35  # (90 000 * 0.3 - 20 000) / 20 000
@@ -84,17 +84,17 @@ def test_romi_needs_a_margin(chdb_wh, shop):
     assert all(r["romi"] is None for r in plain["rows"]) and plain["total"]["romi"] is None
 
 
-def test_channels_grouped_by_source_and_by_campaign(chdb_wh, shop):
-    by_source = _run(chdb_wh, shop, "channels", model="last_touch", group_by="source")
+def test_channels_grouped_by_source_and_by_campaign(wh, shop):
+    by_source = _run(wh, shop, "channels", model="last_touch", group_by="source")
     assert {r["source"]: (r["revenue"], r["spend"]) for r in by_source["rows"]} == {
         "instagram": ("120000.00", "10000.00"), "google": ("0.00", "20000.00")}
-    by_campaign = _run(chdb_wh, shop, "channels", model="first_touch", group_by="campaign")
+    by_campaign = _run(wh, shop, "channels", model="first_touch", group_by="campaign")
     assert {r["campaign"]: r["leads"] for r in by_campaign["rows"]} == {"sofas": 1, "reels": 1}
     assert "channel" not in by_campaign["rows"][0] and by_campaign["total"]["leads"] == 2
 
 
-def test_the_campaign_drill_down(chdb_wh, shop):
-    out = _run(chdb_wh, shop, "campaigns", model="first_touch")
+def test_the_campaign_drill_down(wh, shop):
+    out = _run(wh, shop, "campaigns", model="first_touch")
     got = [(r["level"], r["channel"], r["campaign"], r["content"], r["term"], r["revenue"], r["spend"])
            for r in out["rows"]]
     assert got == [
@@ -109,8 +109,8 @@ def test_the_campaign_drill_down(chdb_wh, shop):
     assert (out["total"]["revenue"], out["total"]["spend"], out["total"]["visits"]) == ("120000.00", "30000.00", 3)
 
 
-def test_models_side_by_side_conserve_the_total(chdb_wh, shop):
-    out = _run(chdb_wh, shop, "models")
+def test_models_side_by_side_conserve_the_total(wh, shop):
+    out = _run(wh, shop, "models")
     rows = {r["channel"]: r for r in out["rows"]}
     assert rows["Paid Search"]["revenue_first_touch"] == "90000.00"
     assert rows["Paid Search"]["revenue_last_touch"] == "0.00"

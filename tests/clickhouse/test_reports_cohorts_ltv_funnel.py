@@ -42,7 +42,7 @@ def _spend(p, day, source, channel, cost, currency="KZT"):
 
 
 @pytest.fixture(scope="module")
-def shop(chdb_wh):
+def shop(wh):
     """A shop that takes payments, Jan-Mar 2026. New customers in the range:
     - Alice (P_A): visits from Google (cookie a1, 2025-12-20) and Instagram (cookie a2, 2026-01-05);
       pays 100 000 on Jan 10, 50 000 on Feb 15, is refunded 20 000 on Mar 2; 99 999 on Apr 2 is after
@@ -59,7 +59,7 @@ def shop(chdb_wh):
     Sales mirror some payments and must not count: the shop has payments."""
     p = f"shop{uuid.uuid4().hex[:8]}"
     bob = _own_person("anon:b1")
-    chdb_wh.insert("touches", [
+    wh.insert("touches", [
         _touch(p, "ta1", "a1", "2025-12-20T10:00:00Z", "Paid Search", "google"),
         _touch(p, "ta2", "a2", "2026-01-05T10:00:00Z", "Paid Social", "instagram"),
         _touch(p, "ta3", "a2", "2026-01-10T09:00:00Z", "Direct", "(direct)"),
@@ -70,13 +70,13 @@ def shop(chdb_wh):
         _touch(p, "te2", "e1", "2026-02-20T10:00:00Z", "Paid Social", "instagram"),
         _touch(p, "tf1", "f1", "2026-03-06T10:00:00Z", "Email", "newsletter"),
     ])
-    chdb_wh.insert("identity_map",
+    wh.insert("identity_map",
                    _same_person(p, "P_OLD", "anon:a1", version=1)
                    + _same_person(p, "P_A", "anon:a1", "anon:a2", "payment:stripe:pa1", "payment:stripe:pa2",
                                   "payment:stripe:ra", "payment:stripe:pa3", version=2)
                    + _same_person(p, bob, "payment:stripe:pb2")
                    + _same_person(p, "P_C", "anon:c1", "payment:stripe:pc0", "payment:stripe:pc1"))
-    chdb_wh.insert("conversions", [
+    wh.insert("conversions", [
         _conv(p, "payment:stripe:pa1", "payment", "2026-01-10T10:00:00Z", "payment:stripe:pa1", "100000.00"),
         _conv(p, "sale:payment:stripe:pa1", "sale", "2026-01-10T10:00:00Z", "payment:stripe:pa1", "100000.00"),
         _conv(p, "payment:stripe:pa2", "payment", "2026-02-15T10:00:00Z", "payment:stripe:pa2", "50000.00"),
@@ -91,9 +91,9 @@ def shop(chdb_wh):
         _conv(p, "sale:payment:stripe:pe1", "sale", "2026-02-18T10:00:00Z", "anon:e1", "60000.00"),
         _conv(p, "payment:stripe:pf1", "payment", "2026-03-05T10:00:00Z", "anon:f1", "25000.00"),
     ])
-    chdb_wh.insert("currency_rates", [{"project": p, "day": "2026-03-01", "currency": "USD", "base": "KZT",
+    wh.insert("currency_rates", [{"project": p, "day": "2026-03-01", "currency": "USD", "base": "KZT",
                                        "rate": "500", "imported_at": "2026-03-01T00:00:00Z"}])
-    chdb_wh.insert("ad_spend", [
+    wh.insert("ad_spend", [
         _spend(p, "2026-01-15", "google", "Paid Search", "30000.00"),
         _spend(p, "2026-02-15", "google", "Paid Search", "20000.00"),
         _spend(p, "2026-02-15", "instagram", "Paid Social", "15000.00"),
@@ -110,8 +110,8 @@ def _run(wh, name, p, d1, d2, **kw):
 Q1 = (date(2026, 1, 1), date(2026, 3, 31))
 
 
-def test_cohorts_by_first_purchase_month_and_first_touch_channel(chdb_wh, shop):
-    out = _run(chdb_wh, "cohorts", shop, *Q1)
+def test_cohorts_by_first_purchase_month_and_first_touch_channel(wh, shop):
+    out = _run(wh, "cohorts", shop, *Q1)
     got = [(r["cohort"], r["channel"], r["month"], r["customers"], r["buyers"], r["revenue"]) for r in out["rows"]]
     assert got == [
         ("2026-01", "Organic Search", 0, 1, 1, "30000.00"),   # Bob
@@ -129,19 +129,19 @@ def test_cohorts_by_first_purchase_month_and_first_touch_channel(chdb_wh, shop):
                             "unconverted": 0}
 
 
-def test_cohorts_of_a_later_range_leave_out_customers_who_bought_before(chdb_wh, shop):
-    out = _run(chdb_wh, "cohorts", shop, date(2026, 2, 1), date(2026, 2, 28))
+def test_cohorts_of_a_later_range_leave_out_customers_who_bought_before(wh, shop):
+    out = _run(wh, "cohorts", shop, date(2026, 2, 1), date(2026, 2, 28))
     assert {(r["cohort"], r["channel"]) for r in out["rows"]} == {("2026-02", "(unattributed)"), ("2026-02", "Direct")}
     assert out["total"]["customers"] == 2 and out["total"]["revenue"] == "100000.00"  # Carol is not new
 
 
-def test_without_a_rate_foreign_money_is_counted_as_unconverted(chdb_wh, shop):
-    out = _run(chdb_wh, "cohorts", shop, *Q1, currency="EUR")
+def test_without_a_rate_foreign_money_is_counted_as_unconverted(wh, shop):
+    out = _run(wh, "cohorts", shop, *Q1, currency="EUR")
     assert out["total"]["unconverted"] == 8 and out["total"]["revenue"] == "0.00"  # every payment is in KZT/USD
 
 
-def test_ltv_cac_and_payback_by_first_touch_channel(chdb_wh, shop):
-    out = _run(chdb_wh, "ltv", shop, *Q1)
+def test_ltv_cac_and_payback_by_first_touch_channel(wh, shop):
+    out = _run(wh, "ltv", shop, *Q1)
     rows = {r["channel"]: r for r in out["rows"]}
     assert set(rows) == {"Paid Search", "Organic Search", "Direct", "(unattributed)", "Paid Social", "Email"}
     ps = rows["Paid Search"]  # Alice: 100 000 + 50 000 - 20 000; spend 30 000 + 20 000
@@ -161,20 +161,20 @@ def test_ltv_cac_and_payback_by_first_touch_channel(chdb_wh, shop):
                             "payback": 4.5, "unconverted": 0}
 
 
-def test_ltv_takes_sales_values_when_the_project_has_no_payments(chdb_wh):
+def test_ltv_takes_sales_values_when_the_project_has_no_payments(wh):
     p = f"sales{uuid.uuid4().hex[:8]}"
-    chdb_wh.insert("touches", [_touch(p, "t1", "s1", "2026-01-02T10:00:00Z", "Paid Search", "google")])
-    chdb_wh.insert("conversions", [_conv(p, "sale:1", "sale", "2026-01-03T10:00:00Z", "anon:s1", "50000.00"),
+    wh.insert("touches", [_touch(p, "t1", "s1", "2026-01-02T10:00:00Z", "Paid Search", "google")])
+    wh.insert("conversions", [_conv(p, "sale:1", "sale", "2026-01-03T10:00:00Z", "anon:s1", "50000.00"),
                                    _conv(p, "sale:2", "sale", "2026-02-03T10:00:00Z", "anon:s1", "70000.00")])
-    out = _run(chdb_wh, "ltv", p, *Q1)
+    out = _run(wh, "ltv", p, *Q1)
     assert [(r["channel"], r["customers"], r["purchases"], r["revenue"], r["repeat_share"]) for r in out["rows"]] == \
         [("Paid Search", 1, 2, "120000.00", 1.0)]
-    cohorts = _run(chdb_wh, "cohorts", p, *Q1)
+    cohorts = _run(wh, "cohorts", p, *Q1)
     assert [(r["month"], r["revenue"]) for r in cohorts["rows"]] == [(0, "50000.00"), (1, "70000.00")]
 
 
 @pytest.fixture(scope="module")
-def crm_shop(chdb_wh):
+def crm_shop(wh):
     """May 2026, a business with a CRM. Visitors and their people:
     - P1: cookie v1, Google ad May 1 10:00, direct May 3 10:00; form lead L1 (May 3 10:05); CRM lead L4
       for deal 10 (May 3 11:00), deal 10 open twice (May 4, May 5) and won (May 7).
@@ -187,7 +187,7 @@ def crm_shop(chdb_wh):
     - Deal 11 (unknown person): CRM lead L5 (May 9), then lost. A payment with no CRM deal (a sale) from
       someone never seen (May 10). A form lead of April 20 is outside the range."""
     p = f"crm{uuid.uuid4().hex[:8]}"
-    chdb_wh.insert("touches", [
+    wh.insert("touches", [
         _touch(p, "t1", "v1", "2026-05-01T10:00:00Z", "Paid Search", "google"),
         _touch(p, "t1d", "v1", "2026-05-03T10:00:00Z", "Direct", "(direct)"),
         _touch(p, "t2", "v2", "2026-05-02T09:00:00Z", "Paid Social", "instagram"),
@@ -196,11 +196,11 @@ def crm_shop(chdb_wh):
         _touch(p, "t9", "v9", "2026-05-04T09:00:00Z", "Paid Social", "instagram", bot=True),
         _touch(p, "t6", "v6", "2026-05-05T09:00:00Z", "Email", "newsletter"),
     ])
-    chdb_wh.insert("identity_map",
+    wh.insert("identity_map",
                    _same_person(p, "P1", "anon:v1", "deal:amocrm:10")
                    + _same_person(p, "P3", "anon:v3", "call:ct:1", "deal:amocrm:12")
                    + _same_person(p, "P5", "anon:v6", "chat:h1"))
-    chdb_wh.insert("conversions", [
+    wh.insert("conversions", [
         _conv(p, "lead:form:1", "lead", "2026-05-03T10:05:00Z", "anon:v1", source="form"),
         _conv(p, "lead:form:2", "lead", "2026-05-02T10:00:00Z", "anon:v2", source="form"),
         _conv(p, "lead:call:ct:1", "lead", "2026-05-02T11:00:00Z", "call:ct:1", source="call"),
@@ -234,8 +234,8 @@ def _steps(out):
     return {r["channel"]: (r["visits"], r["leads"], r["deals"], r["sales"]) for r in out["rows"]}
 
 
-def test_funnel_by_channel_credits_every_step_to_the_persons_last_non_direct_visit(chdb_wh, crm_shop):
-    out = _run(chdb_wh, "funnel", crm_shop, *MAY)
+def test_funnel_by_channel_credits_every_step_to_the_persons_last_non_direct_visit(wh, crm_shop):
+    out = _run(wh, "funnel", crm_shop, *MAY)
     # repeat leads (a person's lead within 30 days after their previous one) count nothing: P1's May 3
     # form L1 repeats the April 20 form, and L4 (the CRM deal made from it) repeats L1; P2's offline L6
     # repeats the form L2 of two hours before
@@ -254,21 +254,21 @@ def test_funnel_by_channel_credits_every_step_to_the_persons_last_non_direct_vis
     assert out["total"] == {"visits": 6, "leads": 4, "deals": 2, "sales": 3, "visit_to_lead": 0.6667,
                             "lead_to_deal": 0.5, "deal_to_sale": 1.5, "lead_to_sale": 0.75}
     # with the rule off every lead counts
-    assert _steps(_run(chdb_wh, "funnel", crm_shop, *MAY, lead_repeat_days=0))["Paid Search"] == (1, 2, 1, 1)
+    assert _steps(_run(wh, "funnel", crm_shop, *MAY, lead_repeat_days=0))["Paid Search"] == (1, 2, 1, 1)
 
 
-def test_funnel_follows_the_model_and_the_lookback(chdb_wh, crm_shop):
-    last = _steps(_run(chdb_wh, "funnel", crm_shop, *MAY, model="last_touch"))
+def test_funnel_follows_the_model_and_the_lookback(wh, crm_shop):
+    last = _steps(_run(wh, "funnel", crm_shop, *MAY, model="last_touch"))
     assert last["Direct"] == (1, 0, 1, 1) and last["Paid Search"] == (1, 0, 0, 0)  # P1's direct visit is the last
-    short = _steps(_run(chdb_wh, "funnel", crm_shop, *MAY, lookback_days=1))
+    short = _steps(_run(wh, "funnel", crm_shop, *MAY, lookback_days=1))
     # a day back: L4 (May 3 11:00) still sees May 3's direct visit only; deal 10 (May 4 10:00) sees it too,
     # and its sale (May 7) sees nothing; P3's deal and sale (May 8) and L7's chat (May 6, email May 5 09:00) neither
     assert short["Direct"] == (1, 0, 1, 0) and short["Email"] == (1, 0, 0, 0)
     assert short["(unattributed)"] == (0, 2, 1, 3)
 
 
-def test_reconciliation_puts_ad_platform_collector_and_crm_counts_side_by_side(chdb_wh, crm_shop):
-    out = _run(chdb_wh, "reconciliation", crm_shop, *MAY)
+def test_reconciliation_puts_ad_platform_collector_and_crm_counts_side_by_side(wh, crm_shop):
+    out = _run(wh, "reconciliation", crm_shop, *MAY)
     got = {r["channel"]: (r["ad_platforms"], r["collector"], r["crm"], r["ad_platforms_minus_collector"],
                           r["crm_minus_collector"], r["collector_not_in_crm"], r["crm_not_in_collector"])
            for r in out["rows"]}
@@ -281,7 +281,7 @@ def test_reconciliation_puts_ad_platform_collector_and_crm_counts_side_by_side(c
     assert out["total"] == {"ad_platforms": 1, "collector": 4, "crm": 2, "ad_platforms_minus_collector": -3,
                             "crm_minus_collector": -2, "collector_not_in_crm": 3, "crm_not_in_collector": 1}
     # counts, not credit: the model does not change it
-    assert _run(chdb_wh, "reconciliation", crm_shop, *MAY, model="first_touch")["rows"] == out["rows"]
+    assert _run(wh, "reconciliation", crm_shop, *MAY, model="first_touch")["rows"] == out["rows"]
 
 
 @pytest.mark.parametrize("name, total", [
@@ -293,6 +293,6 @@ def test_reconciliation_puts_ad_platform_collector_and_crm_counts_side_by_side(c
     ("reconciliation", {"ad_platforms": 0, "collector": 0, "crm": 0, "ad_platforms_minus_collector": 0,
                         "crm_minus_collector": 0, "collector_not_in_crm": 0, "crm_not_in_collector": 0}),
 ])
-def test_an_empty_project_has_no_rows_and_a_zero_total(chdb_wh, name, total):
-    out = _run(chdb_wh, name, "nobody", *Q1)
+def test_an_empty_project_has_no_rows_and_a_zero_total(wh, name, total):
+    out = _run(wh, name, "nobody", *Q1)
     assert out["rows"] == [] and out["total"] == total

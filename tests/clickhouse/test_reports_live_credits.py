@@ -50,14 +50,14 @@ def _same(live: dict, recomputed: dict, model: str) -> None:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=streams(), model=st.sampled_from(reports.QUERY_TIME_MODELS), group_by=st.sampled_from(reports.GROUP_BY))
-def test_the_live_credits_give_the_query_time_rows(chdb_wh, stream, model, group_by):
+def test_the_live_credits_give_the_query_time_rows(wh, stream, model, group_by):
     """Random arrival orders through the real persons stage: the channel report read from its
     credits equals the report credited at query time on the same data (any model, any grouping)."""
     records, lookback = stream
-    p = _run_live_stage(chdb_wh, records, lookback)
-    live = _report(chdb_wh, p, lookback, model=model, group_by=group_by)
+    p = _run_live_stage(wh, records, lookback)
+    live = _report(wh, p, lookback, model=model, group_by=group_by)
     assert live["attribution"]["computed"] == "live credits", live["attribution"]
-    recomputed = _report(chdb_wh, p, lookback, model=model, group_by=group_by, recompute=True)
+    recomputed = _report(wh, p, lookback, model=model, group_by=group_by, recompute=True)
     assert recomputed["attribution"] == {"computed": "query time", "why": "recompute requested"}
     _same(live, recomputed, model)
 
@@ -67,68 +67,68 @@ JOURNEY = [("t", "a1", 0, ("Paid Search", "google")), ("t", "a1", 86_400_000, ("
            ("c", "lead", 2 * 86_400_000, 0, "anon:a1"), ("c", "payment", 3 * 86_400_000, 150_000_00, "anon:a1")]
 
 
-def test_the_models_report_reads_the_live_credits_of_every_model(chdb_wh):
-    p = _run_live_stage(chdb_wh, JOURNEY + [("t", "a2", 0, ("Organic Search", "google")),
+def test_the_models_report_reads_the_live_credits_of_every_model(wh):
+    p = _run_live_stage(wh, JOURNEY + [("t", "a2", 0, ("Organic Search", "google")),
                                             ("c", "payment", 86_400_000, 99_000_00, "anon:a2")], 30)
-    live = _report(chdb_wh, p, 30, name="models")
+    live = _report(wh, p, 30, name="models")
     assert live["attribution"]["computed"] == "live credits"
-    recomputed = _report(chdb_wh, p, 30, name="models", recompute=True)
+    recomputed = _report(wh, p, 30, name="models", recompute=True)
     assert recomputed["attribution"]["computed"] == "query time"
     assert (live["rows"], live["total"]) == (recomputed["rows"], recomputed["total"])
     assert live["attribution"]["credited_at"] >= "2026"
     assert len(live["rows"]) >= 3  # Paid Search, Email, Organic Search: every model's credits are there
 
 
-def test_a_conversion_the_live_stage_has_not_credited_yet_is_credited_at_query_time(chdb_wh):
-    p = _run_live_stage(chdb_wh, JOURNEY, 30)
-    assert _report(chdb_wh, p, 30)["attribution"]["computed"] == "live credits"
+def test_a_conversion_the_live_stage_has_not_credited_yet_is_credited_at_query_time(wh):
+    p = _run_live_stage(wh, JOURNEY, 30)
+    assert _report(wh, p, 30)["attribution"]["computed"] == "live credits"
     # a payment sunk from stage 1 whose credits the persons stage has not written yet
-    chdb_wh.insert("conversions", [_conv_row(p, "late", "payment", START + timedelta(days=6), Decimal("500.00"),
+    wh.insert("conversions", [_conv_row(p, "late", "payment", START + timedelta(days=6), Decimal("500.00"),
                                              "KZT", "anon:a1")])
-    out = _report(chdb_wh, p, 30)
+    out = _report(wh, p, 30)
     assert out["attribution"] == {"computed": "query time", "why": "live credits cover 2 of the range's 3 conversions"}
     assert Decimal(str(out["total"]["revenue"])) == Decimal("150500.00")  # the late payment counts
 
 
-def test_credits_of_a_conversion_that_moved_out_of_the_range_are_not_read(chdb_wh):
-    p = _run_live_stage(chdb_wh, JOURNEY, 30)
+def test_credits_of_a_conversion_that_moved_out_of_the_range_are_not_read(wh):
+    p = _run_live_stage(wh, JOURNEY, 30)
     # the payment's time was corrected to May: the warehouse has the new row, the credits the old time
-    chdb_wh.insert("conversions", [{**_conv_row(p, "c03", "payment", START + timedelta(days=70), Decimal("150000.00"),
+    wh.insert("conversions", [{**_conv_row(p, "c03", "payment", START + timedelta(days=70), Decimal("150000.00"),
                                                 "KZT", "anon:a1"), "processed_at": "2030-01-01 00:00:00.000"}])
-    out = _report(chdb_wh, p, 30)
+    out = _report(wh, p, 30)
     assert out["attribution"]["computed"] == "query time", out["attribution"]
     assert Decimal(str(out["total"]["revenue"])) == 0
 
 
 @pytest.mark.parametrize("change", ["lookback", "lead_repeat", "recompute", "no live stage"])
-def test_a_report_asking_other_rules_than_the_live_ones_is_credited_at_query_time(chdb_wh, change):
-    p = _run_live_stage(chdb_wh, JOURNEY, 30)
+def test_a_report_asking_other_rules_than_the_live_ones_is_credited_at_query_time(wh, change):
+    p = _run_live_stage(wh, JOURNEY, 30)
     kw = {"lookback": {"lookback_days": 7}, "lead_repeat": {"lead_repeat_days": 0}, "recompute": {"recompute": True},
           "no live stage": {"live": None}}[change]
     req = reports.ReportRequest("channels", p, FROM, TO, lookback_days=30, live=reports.LiveRules(30, 30))
-    out = reports.run(chdb_wh, replace(req, **kw))
+    out = reports.run(wh, replace(req, **kw))
     assert out["attribution"]["computed"] == "query time"
     assert out["attribution"]["why"].startswith({"lookback": "the report's rules", "lead_repeat": "the report's rules",
                                                  "recompute": "recompute requested",
                                                  "no live stage": "no live stage"}[change]), out["attribution"]
 
 
-def test_the_campaign_drill_down_is_credited_at_query_time(chdb_wh):
+def test_the_campaign_drill_down_is_credited_at_query_time(wh):
     """Live credits carry channel, source, medium and campaign, not content and term."""
-    p = _run_live_stage(chdb_wh, JOURNEY, 30)
-    out = _report(chdb_wh, p, 30, name="campaigns")
+    p = _run_live_stage(wh, JOURNEY, 30)
+    out = _report(wh, p, 30, name="campaigns")
     assert out["attribution"] == {"computed": "query time",
                                   "why": "the campaigns report needs touch fields the live credits do not carry"}
-    assert _report(chdb_wh, p, 30, name="cohorts")["attribution"] is None  # credits nothing
+    assert _report(wh, p, 30, name="cohorts")["attribution"] is None  # credits nothing
 
 
-def test_live_credits_a_replay_left_on_old_rules_are_not_read_until_rebuilt(chdb_wh):
+def test_live_credits_a_replay_left_on_old_rules_are_not_read_until_rebuilt(wh):
     from moneytrail.replay import _mark_live_credits
 
-    p = _run_live_stage(chdb_wh, JOURNEY, 30)
-    _mark_live_credits(chdb_wh, {p}, rebuilt=False)  # a one-project replay: touches on new rules
-    out = _report(chdb_wh, p, 30)
+    p = _run_live_stage(wh, JOURNEY, 30)
+    _mark_live_credits(wh, {p}, rebuilt=False)  # a one-project replay: touches on new rules
+    out = _report(wh, p, 30)
     assert out["attribution"]["computed"] == "query time"
     assert out["attribution"]["why"].startswith("a replay rewrote the touches")
-    _mark_live_credits(chdb_wh, set(), rebuilt=True)  # a replay of every project rebuilt the persons stage
-    assert _report(chdb_wh, p, 30)["attribution"]["computed"] == "live credits"
+    _mark_live_credits(wh, set(), rebuilt=True)  # a replay of every project rebuilt the persons stage
+    assert _report(wh, p, 30)["attribution"]["computed"] == "live credits"
