@@ -397,8 +397,8 @@ def create_app(
             parsed = parse_rows(rows, project.project_id, datetime.now(timezone.utc), config.default_currency,
                                 first_line=0 if "json" in ctype else 2)
             if parsed.errors:
-                metrics.rejected.labels(route, RejectReason.schema_violation.value).inc()
-                return _json({"ok": False, "reason": "schema_violation", "detail": parsed.errors[0],
+                metrics.rejected.labels(route, parsed.reason.value).inc()
+                return _json({"ok": False, "reason": parsed.reason.value, "detail": parsed.errors[0],
                               "errors": parsed.errors}, 400)
             try:
                 await publish(topics.RAW, [(e.key, e.to_bytes()) for e in parsed.envelopes])

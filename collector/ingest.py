@@ -14,8 +14,9 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.envelope import SCHEMA_OF_WIRE_TYPE, Envelope, EventContext, new_event_id
-from schemas.families import HASHED_ID_KINDS, ID_KINDS, TYPE_OF_SCHEMA
+from schemas.families import HASHED_ID_KINDS, ID_KINDS, ORDER_EVENTS, ORDER_VALUE_KEYS, TYPE_OF_SCHEMA
 from schemas.reasons import RejectReason
+from schemas.values import MAX_CAMPAIGN_VALUE, MAX_ID, MAX_URL, Invalid, money, reason_of, text_problem, time_problem
 from schemas.wire import MESSAGE, MESSAGE_TYPES
 
 from .privacy import EMAIL_KEYS, PHONE_KEYS, Hasher, anonymise_ip, extract_identity, without_pii
@@ -165,7 +166,7 @@ def envelope_record(
     try:
         msg = MESSAGE.validate_python(item)
     except ValidationError as exc:
-        return Refusal(RejectReason.schema_violation, _first_error(exc))
+        return Refusal(reason_of(exc), _first_error(exc))
 
     ctx = msg.get("context") or _EMPTY
     page = ctx.get("page")
@@ -178,7 +179,9 @@ def envelope_record(
         if sent_at is not None:  # the client's clock is off by (sent_at - received_at): undo it
             ts = ts + (received_at - sent_at)
     except (OverflowError, ValueError) as exc:  # year 1 with a +05:00 offset is not a UTC time
-        return Refusal(RejectReason.schema_violation, f"event time out of range: {exc}")
+        return Refusal(RejectReason.time_out_of_range, f"event time out of range: {exc}")
+    if (bad_time := time_problem(ts, "timestamp (corrected by sentAt)")) is not None:
+        return Refusal(bad_time.reason, bad_time.detail)
     if latest is None:
         latest = received_at + timedelta(seconds=rules.skew_tolerance_s)
     if ts > latest:
@@ -191,7 +194,14 @@ def envelope_record(
         campaign = {k: raw_campaign[k] for k in _CAMPAIGN_FIELDS if type(raw_campaign.get(k)) is str}
         campaign.update((k, v) for k, v in raw_campaign.items() if k not in campaign and type(v) is str
                         and k not in _CAMPAIGN_FIELDS)
+        for k, v in campaign.items():  # extra keys (gclid, utm_id...) are not bounded by MESSAGE
+            if len(v) > MAX_CAMPAIGN_VALUE and k not in _CAMPAIGN_FIELDS:
+                return Refusal(RejectReason.value_too_long,
+                               f"context.campaign.{k} is {len(v)} characters; at most {MAX_CAMPAIGN_VALUE}")
     properties = msg.get("properties") or _EMPTY
+    if wire_type == "track" and properties and msg["event"].strip().lower() in ORDER_EVENTS:
+        if (bad_value := order_value_problem(properties)) is not None:  # it becomes a sale: money rules
+            return Refusal(bad_value.reason, bad_value.detail)
     traits = msg.get("traits") or _EMPTY
     ctx_traits = ctx.get("traits")  # analytics.js puts traits here on track
     if (traits or properties or ctx_traits) and _names_someone(traits, properties, ctx_traits):
@@ -242,6 +252,19 @@ def envelope_record(
     }
     key = f"{project}:{anonymous_id or user_id}".encode()  # Envelope.key: one visitor stays on one partition
     return key, orjson.dumps(envelope, option=_DUMPS_OPTIONS)
+
+
+def order_value_problem(properties: dict[str, Any]) -> Invalid | None:
+    """An order's value (the first of revenue / total / value present) must be money the
+    warehouse holds, >= 0 (a refund is its own event); absent or empty means a sale of 0."""
+    for key in ORDER_VALUE_KEYS:
+        if key in properties:
+            value = properties[key]
+            if value is None or value == "":
+                return None
+            checked = money(value, f"properties.{key}")
+            return checked if isinstance(checked, Invalid) else None
+    return None
 
 
 def envelope_of(
@@ -307,7 +330,9 @@ def envelope_of_draft(draft: Draft, project: str, received_at: datetime, rules: 
     try:
         ts = draft.timestamp.astimezone(timezone.utc) if draft.timestamp.tzinfo else draft.timestamp.replace(tzinfo=timezone.utc)
     except (OverflowError, ValueError) as exc:  # year 1 with a +05:00 offset cannot be represented in UTC
-        return Refusal(RejectReason.schema_violation, f"event time out of range: {exc}")
+        return Refusal(RejectReason.time_out_of_range, f"event time out of range: {exc}")
+    if (bad := _draft_problem(draft, ts)) is not None:
+        return Refusal(bad.reason, bad.detail)
     flags: list[str] = []
     if ts > received_at + timedelta(seconds=rules.skew_tolerance_s):
         flags.append("clock_skew")
@@ -331,6 +356,15 @@ def envelope_of_draft(draft: Draft, project: str, received_at: datetime, rules: 
         masked=masked,
         flags=tuple(flags),
     )
+
+
+def _draft_problem(draft: Draft, ts: datetime) -> Invalid | None:
+    """What a vendor draft carries beside its family (already checked by the family model) must
+    fit the warehouse too: the time, the tracker ids, the page URL and the UTM values."""
+    checks = [time_problem(ts, "event time"), text_problem(draft.anonymous_id, MAX_ID, "anonymous_id"),
+              text_problem(draft.user_id, MAX_ID, "user_id"), text_problem(draft.page_url, MAX_URL, "page_url")]
+    checks += [text_problem(str(v), MAX_CAMPAIGN_VALUE, f"campaign.{k}") for k, v in draft.campaign.items()]
+    return next((c for c in checks if c is not None), None)
 
 
 def _segment_campaign(campaign: dict[str, str]) -> dict[str, str]:

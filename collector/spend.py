@@ -18,6 +18,8 @@ from pydantic import ValidationError
 
 from schemas.envelope import Envelope
 from schemas.families import RATE, SPEND, CurrencyRate, SpendRow
+from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 COLUMNS = ("date", "source", "medium", "campaign", "ad", "keyword", "cost", "currency", "clicks", "impressions")
 ALIASES = {"day": "date", "дата": "date", "utm_source": "source", "источник": "source", "utm_medium": "medium",
@@ -31,6 +33,7 @@ class SpendImport:
     import_id: str
     envelopes: list[Envelope] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    reason: RejectReason = RejectReason.schema_violation  # the first error's (schemas.values' money, day, text rules)
 
 
 def _number(text: Any) -> Any:
@@ -114,6 +117,8 @@ def _parse(table: _Table, rows: list[dict[str, Any]], project: str, received_at:
         try:
             row = table.family(**values)
         except ValidationError as exc:
+            if not out.errors:
+                out.reason = reason_of(exc)
             err = exc.errors()[0]
             field_name = ".".join(str(x) for x in err["loc"]) or "row"
             out.errors.append(f"{line}: {field_name}: {err['msg']} (got {raw.get(field_name, '')!r})")

@@ -9,11 +9,12 @@ Money is Decimal (exact); JSON numbers from vendors are read through their short
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from .values import MAX_SHORT, MAX_URL, Amount, Rate, SignedAmount, WarehouseDate, WarehouseTime
 
 FORM = "form/1-0-0"
 CALL = "call/1-0-0"
@@ -29,16 +30,18 @@ RATE = "rate/1-0-0"
 ID_KINDS = ("user", "phone", "email", "crm_contact", "deal", "lease", "chat", "ref", "promo", "order", "payment")
 HASHED_ID_KINDS = ("phone", "email", "chat")
 
-Money = Annotated[Decimal, Field(max_digits=20, decimal_places=6, allow_inf_nan=False)]
+# Money, times and text are checked by schemas.values (the warehouse's limits, one place for every
+# route): an amount is finite, >= 0, at most 20 digits with 6 decimals; times fit DateTime64.
+Money = Amount
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-Short = Annotated[str, Field(max_length=512)]
+Short = Annotated[str, Field(max_length=MAX_SHORT)]
+
+# track events that are orders (a sale, and a payment of their value), and the properties their
+# value is read from, first present wins (stream_processors.conversions reads them the same way)
+ORDER_EVENTS = frozenset({"order completed", "order_completed", "purchase"})
+ORDER_VALUE_KEYS = ("revenue", "total", "value")
 
 _strict = ConfigDict(extra="forbid", frozen=True)
-
-
-def _decimal_from_json(v: object) -> object:
-    """A JSON float (1500.5) becomes Decimal('1500.5'), not Decimal(1500.49999...)."""
-    return Decimal(repr(v)) if isinstance(v, float) else v
 
 
 class FormSubmitted(BaseModel):
@@ -57,13 +60,13 @@ class Call(BaseModel):
     call_id: Short
     vendor: Short
     tracking_number: Short  # the number dialled (ours, E.164): matched to the session that leased it
-    started_at: datetime
+    started_at: WarehouseTime
     duration_s: int | None = Field(None, ge=0)
     talk_s: int | None = Field(None, ge=0)
     answered: bool | None = None
     unique: bool | None = None  # the vendor's "first call from this caller"
     direction: Literal["in", "out"] = "in"
-    recording_url: Short | None = None
+    recording_url: Annotated[str, Field(max_length=MAX_URL)] | None = None
     vendor_ids: dict[Short, Short] = Field(default_factory=dict)  # vendor session / GA / Metrica client ids
     campaign: dict[Short, Short] = Field(default_factory=dict)  # utm_* the vendor attributed, if any
 
@@ -93,8 +96,6 @@ class DealChange(BaseModel):
     currency: Currency | None = None
     previous_stage: Short | None = None
 
-    _money = field_validator("amount", mode="before")(_decimal_from_json)
-
 
 class Payment(BaseModel):
     """Money received or returned. amount is positive; kind says which way it went."""
@@ -103,14 +104,12 @@ class Payment(BaseModel):
     provider: Short
     payment_id: Short
     kind: Literal["payment", "refund"]
-    amount: Annotated[Money, Field(ge=0)]
+    amount: Money
     currency: Currency
     status: Short = "succeeded"
     order_id: Short | None = None
     deal_id: Short | None = None
     refund_of: Short | None = None
-
-    _money = field_validator("amount", mode="before")(_decimal_from_json)
 
 
 class OfflineConversion(BaseModel):
@@ -123,26 +122,22 @@ class OfflineConversion(BaseModel):
     currency: Currency | None = None
     promo_code: Short | None = None
 
-    _money = field_validator("value", mode="before")(_decimal_from_json)
-
 
 class SpendRow(BaseModel):
     """One day of ad (or other channel) spend."""
 
     model_config = _strict
-    date: date
+    date: WarehouseDate
     source: Short
     medium: Short = ""
     campaign: Short = ""
     ad: Short = ""
     keyword: Short = ""
-    cost: Annotated[Money, Field(ge=0)]
+    cost: Money
     currency: Currency
-    clicks: int = Field(0, ge=0)
-    impressions: int = Field(0, ge=0)
+    clicks: int = Field(0, ge=0, le=2**63 - 1)  # UInt64 / Int64 columns
+    impressions: int = Field(0, ge=0, le=2**63 - 1)
     import_id: Short = ""  # set by the collector: the latest import of a (day, source) replaces earlier ones
-
-    _money = field_validator("cost", mode="before")(_decimal_from_json)
 
 
 class NumberLease(BaseModel):
@@ -151,21 +146,19 @@ class NumberLease(BaseModel):
     model_config = _strict
     lease_id: Short
     tracking_number: Short  # E.164
-    started_at: datetime
-    expires_at: datetime
-    matches_until: datetime  # expires_at + the pool's grace: a call until then still belongs to this visit
+    started_at: WarehouseTime
+    expires_at: WarehouseTime
+    matches_until: WarehouseTime  # expires_at + the pool's grace: a call until then still belongs to this visit
 
 
 class CurrencyRate(BaseModel):
     """On `date`, one unit of `currency` was worth `rate` units of `base` (the report currency)."""
 
     model_config = _strict
-    date: date
+    date: WarehouseDate
     currency: Currency
     base: Currency
-    rate: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10, allow_inf_nan=False)]
-
-    _money = field_validator("rate", mode="before")(_decimal_from_json)
+    rate: Rate
 
 
 FAMILY_OF_SCHEMA: dict[str, type[BaseModel]] = {

@@ -10,30 +10,33 @@ collector's hot path; the validation rules and error locations are the same.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import NotRequired, TypedDict
 
+from .values import MAX_CAMPAIGN_VALUE, MAX_ID, MAX_TEXT, MAX_URL, WarehouseTime
+
 _open = ConfigDict(extra="allow")
-Text = Annotated[str, Field(max_length=8192)]
-Id = Annotated[str, Field(min_length=1, max_length=256)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Url = Annotated[str, Field(max_length=MAX_URL)]
+Utm = Annotated[str, Field(max_length=MAX_CAMPAIGN_VALUE)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
 
 
 @with_config(_open)
 class Campaign(TypedDict, total=False):
-    source: Text | None
-    medium: Text | None
-    name: Text | None
-    term: Text | None
-    content: Text | None
+    source: Utm | None
+    medium: Utm | None
+    name: Utm | None
+    term: Utm | None
+    content: Utm | None
 
 
 @with_config(_open)
 class Page(TypedDict, total=False):
-    url: Text | None
-    referrer: Text | None
+    url: Url | None
+    referrer: Url | None
     path: Text | None
     title: Text | None
     search: Text | None
@@ -53,8 +56,8 @@ class _Message(TypedDict, total=False):
     messageId: Id | None
     anonymousId: Id | None
     userId: Id | None
-    timestamp: datetime | None
-    sentAt: datetime | None
+    timestamp: WarehouseTime | None
+    sentAt: WarehouseTime | None
     context: Context
     properties: dict[str, Any]
     traits: dict[str, Any]

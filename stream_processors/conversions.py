@@ -23,9 +23,9 @@ from decimal import Decimal, InvalidOperation
 import orjson
 
 from schemas.envelope import Envelope
+from schemas.families import ORDER_EVENTS  # the edge checks their value as money (schemas.values)
 
 FORM_EVENTS = frozenset({"form submitted", "form_submitted", "form_submit", "lead", "generate_lead"})
-ORDER_EVENTS = frozenset({"order completed", "order_completed", "purchase"})
 KINDS = ("lead", "deal", "sale", "payment", "refund")
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import time
@@ -41,6 +41,7 @@ import orjson
 
 from schemas import topics
 from schemas.reasons import RejectReason
+from schemas.values import COLUMN_PRECISION, MONEY_SCALE, Invalid, money
 
 from .attribution import (DEFAULT_HALF_LIFE_DAYS, DEFAULT_LOOKBACK, MODELS, Conversion, Credit, TouchPoint,
                           credit_all, credit_id, minor_units_of)
@@ -54,6 +55,8 @@ DEFAULT_LEAD_REPEAT = timedelta(days=30)
 REPEAT_LEAD = "(repeat lead)"  # the channel of a repeat lead's credit rows: weight 0, amount 0
 MAX_TOUCHES_PER_VISITOR = 500  # the oldest go first; a visitor with more is a robot or a kiosk
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# wide enough that quantizing any value the column holds (38 digits) to cents is exact, never an error
+_MONEY_CTX = Context(prec=COLUMN_PRECISION + 10)
 _SEP = "\x1f"
 
 
@@ -283,7 +286,8 @@ class ProjectPersons:
         cid = row["conversion_id"]
         currency = row.get("currency") or ""
         places = Decimal(1).scaleb(-minor_units_of(currency))
-        value = Decimal(str(row.get("value") or 0)).quantize(places, ROUND_HALF_EVEN)
+        # checked by Persons.step (conversion_value): finite and within the column, so this is exact
+        value = Decimal(str(row.get("value") or 0)).quantize(places, ROUND_HALF_EVEN, _MONEY_CTX)
         fact = {"kind": row["kind"], "at": _us(row["at"]), "value": format(value, "f"), "currency": currency,
                 "subject": subject}
         stored = self._load("v", cid, None)
@@ -562,11 +566,15 @@ class Persons:
     def step(self, topic: str, value: bytes) -> PersonsOut | Refused:
         try:
             row = orjson.loads(value)
+            if topic == topics.CONVERSIONS and isinstance(amount := conversion_value(row), Invalid):
+                return Refused(amount.reason, f"persons stage: conversion {row.get('conversion_id')!r}: "
+                               f"{amount.detail}"[:500], value)
             state = self.project(str(row["project"]))
             handler = {topics.TOUCHES: state.on_touch, topics.CONVERSIONS: state.on_conversion,
                        topics.LEASES: state.on_lease, topics.LINKS: state.on_link}.get(topic)
             out = handler(row) if handler else PersonsOut()
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            # ArithmeticError: decimal's InvalidOperation & co. A value must never kill the agent
             self.overlay.abort_step()
             for state in self._projects.values():  # it may name a touch whose write was just dropped
                 state.seen.clear()
@@ -580,6 +588,15 @@ class Persons:
         self.overlay.discard()
         self._projects.clear()
         self._batch = False
+
+
+def conversion_value(row: dict) -> Decimal | Invalid:
+    """A conversion's value as the warehouse column holds it (Decimal(38, 6); refunds are
+    negative), or why this stage cannot credit it. The edge refuses such values; this stage also
+    meets records from before that check, or from other producers."""
+    raw = row.get("value")
+    return money(0 if raw in (None, "") else raw, "value", negative_ok=True, max_digits=COLUMN_PRECISION,
+                 scale=MONEY_SCALE)
 
 
 PERSONS_INPUTS = (topics.TOUCHES, topics.CONVERSIONS, topics.LEASES, topics.LINKS)

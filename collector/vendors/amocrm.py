@@ -66,6 +66,7 @@ from pydantic import ValidationError
 from schemas.envelope import IDENTIFY
 from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
 from .base import why as _why
@@ -220,7 +221,7 @@ def _lead(item: dict[str, Any], where: str, action: str, acct: str, cfg: _Settin
                                 amount=amount, currency=cfg.currency if amount is not None else None,
                                 previous_stage=previous_stage)
         except ValidationError as exc:
-            return Refused(RejectReason.schema_violation, _why(exc))
+            return Refused(reason_of(exc), _why(exc))
         return Draft(schema=DEAL, event_id=event_id, timestamp=at, properties=change,
                      identity={"deal": f"{CRM}:{lead_id}"}, anonymous_id=anonymous_id, user_id=user_id,
                      campaign=campaign)

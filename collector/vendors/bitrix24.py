@@ -60,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from schemas.envelope import TRACK
 from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .forms import parse_form
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
@@ -185,7 +186,7 @@ def _robot(form: dict[str, Any], req: VendorRequest) -> VendorResult:
                             amount=amount, currency=currency if amount is not None else None,
                             previous_stage=_param(params, "previous_stage"))
     except ValidationError as exc:
-        return bad(_why(exc))
+        return Refused(reason_of(exc), f"{VENDOR} robot: {_why(exc)}")
     except ValueError as exc:
         return bad(str(exc))
     identity = {"deal": f"{PREFIX}:{deal_id}"}

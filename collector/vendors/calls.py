@@ -48,6 +48,7 @@ from pydantic import ValidationError
 
 from schemas.families import CALL, Call
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from ..privacy import normalise_phone
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
@@ -336,7 +337,7 @@ def call_draft(vendor: str, facts: CallFacts, req: VendorRequest, settings: Sett
             campaign={k[:64]: v[:512] for k, v in facts.campaign.items()},
         )
     except ValidationError as exc:
-        return Refused(RejectReason.schema_violation, why(exc))
+        return Refused(reason_of(exc), why(exc))
     anonymous_id = facts.anonymous_id if facts.anonymous_id and len(facts.anonymous_id) <= 256 else None
     return Draft(schema=CALL, event_id=f"{event_prefix or vendor}:{facts.call_id}", timestamp=started,
                  properties=call, identity={"phone": client} if client else {}, anonymous_id=anonymous_id,

@@ -56,6 +56,7 @@ from pydantic import ValidationError
 from collector.privacy import normalise_phone
 from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, Reply, VendorRequest, VendorResult, not_configured
 from .base import why as _why
@@ -126,7 +127,7 @@ def map_request(req: VendorRequest) -> VendorResult:
     try:
         draft = _draft(kind == "refund", fields, req)
     except (ValidationError, ValueError, TypeError) as exc:
-        return Refused(RejectReason.schema_violation, f"cloudpayments: {kind}: {_why(exc)}")
+        return Refused(reason_of(exc), f"cloudpayments: {kind}: {_why(exc)}")
     return draft if isinstance(draft, Refused) else Accepted((draft,), REPLY)
 
 

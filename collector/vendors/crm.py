@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult
 from .base import why as _why
@@ -103,10 +104,8 @@ def _draft(item: dict[str, Any], req: VendorRequest) -> Draft | Refused:
             currency=currency.strip().upper() if isinstance(currency, str) and currency.strip() else None,
             previous_stage=_id(item.get("previous_stage")),
         )
-    except ValidationError as exc:
-        return bad(_why(exc))
-    if change.amount is not None and change.amount < 0:
-        return bad("amount: must be >= 0 (a deal's value, not a refund)")
+    except ValidationError as exc:  # amount: schemas.values (finite, digits, >= 0: a deal's value, not a refund)
+        return Refused(reason_of(exc), _why(exc))
     changed = item.get("changed_at")
     at = _time(changed)
     if isinstance(at, str):

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult
 from .base import why as _why
@@ -56,7 +57,7 @@ def _draft(item: dict[str, Any], req: VendorRequest) -> Draft | Refused:
         )
         paid_at = datetime.fromisoformat(item["paid_at"]) if item.get("paid_at") else req.received_at
     except (ValidationError, ValueError, TypeError) as exc:
-        return Refused(RejectReason.schema_violation, _why(exc))
+        return Refused(reason_of(exc), _why(exc))
     if not payment.payment_id:
         return Refused(RejectReason.schema_violation, "payment_id is required")
     identity = {"payment": payment.payment_id}

@@ -68,6 +68,7 @@ from pydantic import ValidationError
 
 from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
 from .base import why as _why
@@ -185,7 +186,7 @@ def map_request(req: VendorRequest) -> VendorResult:
         else:
             out = _refund(evt_id, obj, data.get("previous_attributes"), at)
     except (ValidationError, ValueError, TypeError) as exc:
-        return Refused(RejectReason.schema_violation, f"stripe: {kind} {evt_id}: {_why(exc)}")
+        return Refused(reason_of(exc), f"stripe: {kind} {evt_id}: {_why(exc)}")
     if isinstance(out, str):
         return Accepted((), ignored=f"stripe: {kind} {evt_id}: {out}")
     return Accepted((out,))

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from schemas.families import MESSAGE, Message
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured, same_secret
 from .calls import CONFIG_ERROR, Bad, as_text, moment, secret_of, show, why
@@ -76,7 +77,7 @@ def map_request(req: VendorRequest) -> VendorResult:
     except Bad as exc:
         return Refused(RejectReason.schema_violation, f"{VENDOR}: {exc}")
     except ValidationError as exc:
-        return Refused(RejectReason.schema_violation, f"{VENDOR}: {why(exc)}")
+        return Refused(reason_of(exc), f"{VENDOR}: {why(exc)}")
 
 
 def _message(message: Any, event_id: str, req: VendorRequest) -> VendorResult:

@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from schemas.families import MESSAGE, Message
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, Reply, VendorRequest, VendorResult, not_configured, same_secret
 from .calls import Bad, as_text, moment, secret_of, show, why
@@ -81,7 +82,7 @@ def map_request(req: VendorRequest) -> VendorResult:
     except Bad as exc:
         return Refused(RejectReason.schema_violation, f"{VENDOR}: {exc}")
     except ValidationError as exc:
-        return Refused(RejectReason.schema_violation, f"{VENDOR}: {why(exc)}")
+        return Refused(reason_of(exc), f"{VENDOR}: {why(exc)}")
     ignored = ", ".join(f"{n} {what}" for what, n in skipped.items())
     return Accepted(tuple(drafts), ignored=f"{VENDOR}: ignored {ignored}" if ignored else "")
 

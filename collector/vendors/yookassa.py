@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from schemas.families import PAYMENT, Payment
 from schemas.reasons import RejectReason
+from schemas.values import reason_of
 
 from .base import Accepted, Draft, Refused, Reply, VendorRequest, VendorResult
 from .base import why as _why
@@ -121,7 +122,7 @@ def map_request(req: VendorRequest) -> VendorResult:
     try:
         draft = _draft(event, obj, req.received_at)
     except (ValidationError, ValueError, TypeError) as exc:
-        return Refused(RejectReason.schema_violation, f"yookassa: {event}: {_why(exc)}")
+        return Refused(reason_of(exc), f"yookassa: {event}: {_why(exc)}")
     return Accepted((draft,), REPLY)
 
 

@@ -53,4 +53,4 @@ def test_a_numeric_secret_and_an_out_of_range_date_do_not_crash():
     out = map_request(vendor_request("payment", body, _signed(body, "12345"), {"secret": 12345}))
     assert isinstance(out, Accepted)
     env = envelope_of_draft(out.drafts[0], "shop", datetime.now(timezone.utc), IngestRules(Hasher(b"k" * 32)))
-    assert isinstance(env, Refusal) and env.reason == "schema_violation"
+    assert isinstance(env, Refusal) and env.reason == "time_out_of_range"
