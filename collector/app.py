@@ -317,8 +317,10 @@ def create_app(
         except Exception as exc:  # not durable: the client must retry, and nothing was acknowledged
             log.warning("publish failed: %s", exc)
             _count_refused(route, "unavailable", len(records))
-            return _reply({"ok": False, "reason": "unavailable", "detail": "events could not be stored; retry later"},
-                          503, {"Retry-After": "5", **cors})
+            # the bus may say why (e.g. its spool is full) and when to come back
+            detail = getattr(exc, "detail", "events could not be stored; retry later")
+            return _reply({"ok": False, "reason": "unavailable", "detail": detail},
+                          503, {"Retry-After": str(getattr(exc, "retry_after_s", 5)), **cors})
         metrics.publish_seconds.observe(time.perf_counter() - started)
         accepted = accepted_children.get(route)
         if accepted is None:

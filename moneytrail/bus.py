@@ -17,7 +17,7 @@ from typing import Awaitable, Callable, Protocol
 
 from schemas.topics import kafka_topic
 
-from .spool import Spool, SpoolError
+from .spool import Spool, SpoolError, SpoolFull
 
 log = logging.getLogger("moneytrail.bus")
 
@@ -26,7 +26,14 @@ Handler = Callable[[str, Records], Awaitable[None]]
 
 
 class BusUnavailable(RuntimeError):
-    """The records could not be made durable; the caller must not acknowledge them."""
+    """The records could not be made durable; the caller must not acknowledge them. `detail` is
+    safe to show a client; `retry_after_s` is when trying again may succeed."""
+
+    def __init__(self, message: str, detail: str = "events could not be stored; retry later",
+                 retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
 
 
 class Bus(Protocol):
@@ -376,7 +383,11 @@ class SpooledKafkaBus:
     """Kafka with a local spool behind it: a publish is durable when Kafka acknowledged it within
     `ack_timeout_s`, or else when it is fsynced to the spool. While the spool holds anything, new
     records go to the spool too (so order is kept), and a drainer moves them to Kafka. Only when
-    neither Kafka nor the spool can take them does publish raise BusUnavailable (-> 503)."""
+    neither Kafka nor the spool can take them (the spool at its cap or its reserved free space, or a
+    failed write, which is cut back and never acknowledged) does publish raise BusUnavailable (-> 503).
+    A full spool refuses while Kafka is back too, until the drain has freed room: order is kept."""
+
+    SPOOL_FULL_RETRY_S = 10  # a full spool empties at Kafka's pace, not at once
 
     def __init__(self, kafka: KafkaBus, spool: Spool, ack_timeout_s: float = 2.0, drain_every_s: float = 1.0) -> None:
         self.kafka = kafka
@@ -426,8 +437,12 @@ class SpooledKafkaBus:
                     await self._reset_if_broken(exc)
         try:
             await self.spool.append([(topic, k, v) for k, v in records])
+        except SpoolFull as exc:
+            raise BusUnavailable(str(exc), "Kafka is not acknowledging and this collector's local spool is full; "
+                                 "retry later", self.SPOOL_FULL_RETRY_S) from exc
         except SpoolError as exc:
-            raise BusUnavailable(str(exc)) from exc
+            raise BusUnavailable(str(exc), "Kafka is not acknowledging and this collector's local spool could not "
+                                 "store the events; retry later", self.SPOOL_FULL_RETRY_S) from exc
         self.spooled += len(records)
         self._wake.set()
 

@@ -253,7 +253,9 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         publish = bus.publish
     else:
         kafka = SpooledKafkaBus(KafkaBus(settings.kafka_bootstrap, settings.topic_prefix),
-                                Spool(settings.data_dir / "spool"), settings.kafka_ack_timeout_s)
+                                Spool(settings.data_dir / "spool", max_bytes=settings.spool_max_bytes,
+                                      min_free_bytes=settings.spool_min_free_bytes),
+                                settings.kafka_ack_timeout_s)
         stop = asyncio.Event()
         sink_wanted = with_sink if with_sink is not None else settings.warehouse_url.startswith("chdb://")
 

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(4, description="partitions of each topic we create; the most workers that can share the work")
     kafka_ack_timeout_s: float = Field(2.0, description="wait this long for Kafka's acknowledgement before spooling to local disk")
     kafka_replication: int = Field(1, description="replication factor of topics we create (3 on a real cluster)")
+    spool_max_bytes: int = Field(1 << 30, ge=0, description="the collector's Kafka spool holds at most this much; beyond it events get 503 (0: no cap)")
+    spool_min_free_bytes: int = Field(256 << 20, ge=0, description="the spool never leaves less free space than this on its filesystem; beyond it events get 503")
     channel_rules: Path | None = Field(None, description="channel rules TOML; default: the built-in rules")
     session_timeout_minutes: int = Field(30, description="a session ends after this long without events")
     lookback_days: int = Field(90, description="live attribution credits a conversion's touches of this many days before it")
