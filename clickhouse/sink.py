@@ -147,6 +147,29 @@ def refuses_data(exc: Exception) -> bool:
     return match is not None and int(match.group(1)) in DATA_ERROR_CODES
 
 
+# Codes that mean the warehouse is busy or away for now, not that the statement is wrong.
+TRANSIENT_ERROR_CODES = frozenset({
+    159,  # TIMEOUT_EXCEEDED
+    202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+    203,  # NO_FREE_CONNECTION
+    209,  # SOCKET_TIMEOUT
+    210,  # NETWORK_ERROR
+    241,  # MEMORY_LIMIT_EXCEEDED
+    242,  # TABLE_IS_READ_ONLY
+    252,  # TOO_MANY_PARTS
+    425,  # SYSTEM_ERROR
+})
+
+
+def warehouse_unavailable(exc: Exception) -> bool:
+    """Whether a failed statement means the warehouse cannot be reached or is overloaded (answer
+    503, retry later), not a refusal of the statement. A connection failure carries no code."""
+    if not isinstance(exc, WarehouseError):
+        return False
+    match = _CODE.search(str(exc))
+    return match is None or int(match.group(1)) in TRANSIENT_ERROR_CODES
+
+
 @dataclass
 class SinkHealth:
     """How the sink's inserts are going, for /readyz and /metrics. Written by the sink's thread,

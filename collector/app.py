@@ -41,7 +41,7 @@ from .vendors.base import Refused, VendorRequest
 from .vendors.registry import CONFIGURABLE, VENDORS, mapper_of
 from .limits import TokenBuckets
 from .metrics import CollectorMetrics
-from .ports import CollectorConfig, ProjectDirectory, Publish, RunReport
+from .ports import CollectorConfig, ProjectDirectory, Publish, RunReport, WarehouseUnavailable
 
 log = logging.getLogger("moneytrail.collector")
 # text/plain: navigator.sendBeacon; form-urlencoded: what `curl -d` sends by default. The body
@@ -185,6 +185,7 @@ def create_app(
     on_stop: Callable[[], Awaitable[None]] | None = None,
     gauges: dict[str, tuple[str, Callable[[], float]]] | None = None,
     load_leases: Callable[[str], Awaitable[list[Lease]]] | None = None,
+    not_ready: Callable[[], str | None] | None = None,  # why this process is not ready (its sink failing), or None
 ) -> FastAPI:
     if len(config.pii_key) < 16:
         raise ValueError("the collector needs a PII key of at least 16 bytes to hash phones and emails")
@@ -582,6 +583,9 @@ def create_app(
             return _json({"ok": False, "reason": "unknown_report", "detail": str(exc)}, 404)
         except ValueError as exc:
             return _json({"ok": False, "reason": "bad_parameter", "detail": str(exc)}, 400)
+        except WarehouseUnavailable as exc:
+            return _json({"ok": False, "reason": "unavailable", "detail": exc.detail}, 503,
+                         {"Retry-After": str(exc.retry_after_s)})
         if format == "csv":
             return Response(_csv(result), media_type="text/csv; charset=utf-8")
         return _json(result)
@@ -651,10 +655,12 @@ def create_app(
         return _json({"ok": True})
 
     async def readyz(_request: Request) -> Response:
-        return _json({"ready": state["ready"]}, 200 if state["ready"] else 503)
-
         if draining.is_set():  # SIGTERM: a load balancer stops sending while we still serve
             return _json({"ready": False, "draining": True}, 503)
+        if state["ready"] and not_ready is not None and (why := not_ready()):
+            return _json({"ready": False, "reason": why}, 503)
+        return _json({"ready": state["ready"]}, 200 if state["ready"] else 503)
+
     async def prometheus(_request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

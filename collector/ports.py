@@ -29,6 +29,15 @@ class Publish(Protocol):
 RunReport = Callable[[str, str, dict[str, str]], Awaitable[dict[str, Any]]]  # name, project, query
 
 
+class WarehouseUnavailable(Exception):
+    """A RunReport could not reach the warehouse (down, timing out): answered 503 with the reason and
+    Retry-After, not 500. Raised by the composition root, which knows the warehouse's errors."""
+
+    def __init__(self, detail: str, retry_after_s: int = 5) -> None:
+        super().__init__(detail)
+        self.detail, self.retry_after_s = detail, retry_after_s
+
+
 @dataclass(frozen=True)
 class CollectorConfig:
     max_event_bytes: int = 32 * 1024

@@ -19,11 +19,11 @@ from clickhouse import reports
 from clickhouse.kafka_sink import run_kafka_sink
 from clickhouse.migrate import migrate
 from clickhouse.projects import ProjectStore, timezone_of
-from clickhouse.sink import TABLE_OF_TOPIC, BatchingSink
-from clickhouse.warehouse import Warehouse, open_warehouse
+from clickhouse.sink import TABLE_OF_TOPIC, BatchingSink, SinkHealth, warehouse_unavailable
+from clickhouse.warehouse import Warehouse, WarehouseError, open_warehouse
 from collector.app import Edge, create_app
 from collector.calltracking import Lease
-from collector.ports import CollectorConfig
+from collector.ports import CollectorConfig, WarehouseUnavailable
 from schemas import topics
 from stream_processors.channels import ChannelRules
 from stream_processors.embedded import EmbeddedRunner, PersonsRunner, RocksState
@@ -199,6 +199,28 @@ class Server:
     background: list[asyncio.Task] = field(default_factory=list)
 
 
+# The sink's inserts failing for this long makes /readyz 503: a short blip is retried unseen.
+SINK_UNREADY_AFTER_S = 30.0
+
+
+def sink_unready(health: SinkHealth) -> str | None:
+    """Why this process is not ready because of its sink, or None."""
+    failing = health.failing_for()
+    if failing > SINK_UNREADY_AFTER_S:
+        return f"warehouse unavailable: the sink's inserts have failed for {failing:.0f}s: {health.last_error}"
+    return None
+
+
+def sink_gauges(health: SinkHealth) -> dict[str, Any]:
+    return {
+        "moneytrail_sink_failing_seconds": ("Seconds the sink's inserts have been failing (0: writing)", health.failing_for),
+        "moneytrail_sink_insert_failures": ("Warehouse inserts that failed since start (each retry counts)",
+                                            lambda: health.insert_failures),
+        "moneytrail_sink_dead_lettered": ("Rows the warehouse refused, written to dead_letters with its reason",
+                                          lambda: health.dead_lettered),
+    }
+
+
 def build_server(settings: Settings, admin_token: str = "", with_sink: bool | None = None) -> Server:
     """Embedded mode (memory bus): collector + processors + sink + reports in this process.
     Distributed mode (kafka bus): collector + reports; plus the Kafka sink when with_sink (needed
@@ -221,10 +243,16 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
     )
 
     async def run_report(name: str, project: str, query: dict[str, str]) -> dict[str, Any]:
-        return await asyncio.to_thread(lambda: reports.run(wh, settings_report_request(settings, wh, name, project, query)))
+        try:
+            return await asyncio.to_thread(lambda: reports.run(wh, settings_report_request(settings, wh, name, project, query)))
+        except WarehouseError as exc:
+            if warehouse_unavailable(exc):  # down or overloaded: 503 + Retry-After, not a 500
+                raise WarehouseUnavailable(f"warehouse unavailable: {str(exc).splitlines()[0][:300]}") from exc
+            raise
 
     server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]
     gauges: dict[str, Any] = {}
+    health: SinkHealth | None = None  # the sink's, when this process runs one: /readyz and /metrics show it
     if settings.embedded:
         bus = MemoryBus()
         sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60)
@@ -237,6 +265,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         for topic in sink_topics():
             bus.subscribe(topic, sink.put)
         server.memory_bus, server.sink, server.runner = bus, sink, runner
+        health = sink.health
         server.persons_runner = persons_runner
 
         async def on_start() -> None:
@@ -258,6 +287,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
                                 settings.kafka_ack_timeout_s)
         stop = asyncio.Event()
         sink_wanted = with_sink if with_sink is not None else settings.warehouse_url.startswith("chdb://")
+        health = SinkHealth() if sink_wanted else None
 
         async def on_start() -> None:
             try:
@@ -269,7 +299,8 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             if sink_wanted:
                 server.background.append(asyncio.create_task(run_kafka_sink(
                     wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
-                    settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60)))
+                    settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60,
+                    health)))
 
         async def on_stop() -> None:
             await kafka.stop()
@@ -292,6 +323,9 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         return [Lease(r["lease_id"], r["tracking_number"], r["anonymous_id"], _utc(r["started_at"]),
                       _utc(r["expires_at"])) for r in rows]
 
-    server.fastapi = create_app(config, projects, publish, run_report, on_start, on_stop, gauges, load_leases)
+    if health is not None:
+        gauges = {**gauges, **sink_gauges(health)}
+    server.fastapi = create_app(config, projects, publish, run_report, on_start, on_stop, gauges, load_leases,
+                                not_ready=(lambda: sink_unready(health)) if health is not None else None)
     server.app = Edge(server.fastapi)
     return server
