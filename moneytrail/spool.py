@@ -375,7 +375,7 @@ class Spool:
         spool works without (its progress is then kept by deleting drained segments) and tries again."""
         tmp = self.folder / (_CKPT_FILE + ".new")
         try:
-            with open(tmp, "wb") as f:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(self._slot(self._ckpt_seq, pos) + self._slot(self._ckpt_seq, pos))
                 f.flush()
                 os.fsync(f.fileno())

@@ -55,7 +55,8 @@ class Collector(Proc):
 
         self.log = log
         self._fh = open(os.devnull, "wb")  # Proc.stop closes it; the copier below writes the log
-        self.p = subprocess.Popen([sys.executable, "-m", "moneytrail", "serve", "--no-sink"], env=env, cwd=ROOT,
+        self.p = subprocess.Popen([sys.executable, "-m", "moneytrail", "serve", "--no-sink"], cwd=ROOT,
+                                  env={**env, "PYTHONUNBUFFERED": "1"},  # its log survives the SIGKILL below
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                                   preexec_fn=small_disk)
         self._copier = threading.Thread(target=self._copy, daemon=True)
