@@ -1,6 +1,8 @@
 """A real Faust worker killed mid-stream (SIGKILL, twice) and restarted on Apache Kafka ends with the same
 persons, sessions and credits as an uninterrupted embedded run of the same events, and the
-warehouse holds no duplicate credit (every conversion's credits sum to its value in every model)."""
+warehouse holds no duplicate credit (every conversion's credits sum to its value in every model).
+The distributed run is a production install's: `serve --no-sink`, `sink` and `worker` processes on a
+ClickHouse server."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas import topics
 from stream_processors.attribution import MODELS
 from stream_processors.persons import PERSONS_INPUTS
-from tests.conftest import Proc, base_env, free_port, query_folder, show, wait_http
+from tests.conftest import ClickhouseServer, Proc, base_env, free_port, query_folder, show, wait_http
 from tests.integration.test_thin_path import _create_project
 
 pytestmark = pytest.mark.integration
@@ -163,7 +165,8 @@ def _embedded_reference(tmp_path: Path, events: list[dict]) -> dict:
     return _final_state(env, creds["project"])
 
 
-def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(tmp_path: Path, kafka_bootstrap: str):
+def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(tmp_path: Path, kafka_bootstrap: str,
+                                                                              clickhouse_server: ClickhouseServer):
     events = journeys()
     reference = _embedded_reference(tmp_path, events)
 
@@ -174,10 +177,12 @@ def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(t
     env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_BUS=f"kafka://{kafka_bootstrap}",
                    MONEYTRAIL_TOPIC_PREFIX=f"restart-{run}", MONEYTRAIL_SINK_GROUP=f"sink-{run}",
                    MONEYTRAIL_WORKER_ID=f"processors-{run}", MONEYTRAIL_WORKER_WEB_PORT=str(web),
-                   MONEYTRAIL_PII_KEY="integration-test-pii-key-0123456789abcdef")
+                   MONEYTRAIL_PII_KEY="integration-test-pii-key-0123456789abcdef",
+                   MONEYTRAIL_WAREHOUSE=clickhouse_server.new_database("restart"))
     creds = _create_project(env)
     worker_env = {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "worker"), "MONEYTRAIL_WORKER_STALL_SECONDS": "15"}
-    server = Proc(["serve", "--sink"], env, tmp_path / "serve.log")
+    server = Proc(["serve", "--no-sink"], env, tmp_path / "serve.log")
+    sink = Proc(["sink"], env, tmp_path / "sink.log")
     base = f"http://127.0.0.1:{port}"
     prefix = f"restart-{run}"
     worker_group, sink_group = f"processors-{run}", f"sink-{run}"
@@ -225,7 +230,9 @@ def test_worker_killed_mid_stream_and_restarted_ends_like_an_uninterrupted_run(t
     finally:
         for proc in workers:
             proc.stop()
+        sink_code = sink.stop()
         assert server.stop() == 0, server.output()[-3000:]
+    assert sink_code == 0, sink.output()[-3000:]
     logs = sorted(tmp_path.glob("worker*.log"))
     errors = [line for w in logs for line in w.read_text(errors="replace").splitlines()
               if "[ERROR]" in line and "stalled:" not in line]
