@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -29,17 +30,24 @@ _SELECT = (
 )
 
 
+log = logging.getLogger("moneytrail.projects")
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 class ProjectStore:
     """Reads are served from a cache refreshed at most once per `min_refresh_s` on a miss, so a
-    flood of unknown keys costs one warehouse query per interval, not one per request."""
+    flood of unknown keys costs one warehouse query per interval, not one per request; and at least
+    once per `max_age_s` on a hit, so a change made elsewhere (a rotated key, a webhook secret set by
+    the CLI or another collector writing to the same ClickHouse server) reaches every collector
+    within that time instead of never."""
 
-    def __init__(self, wh: Warehouse, min_refresh_s: float = 1.0) -> None:
+    def __init__(self, wh: Warehouse, min_refresh_s: float = 1.0, max_age_s: float = 5.0) -> None:
         self._wh = wh
         self._min_refresh_s = min_refresh_s
+        self.max_age_s = max(max_age_s, min_refresh_s)
         self._by_write: dict[str, Project] = {}
         self._by_read: dict[str, Project] = {}
         self._by_hook: dict[str, Project] = {}
@@ -70,8 +78,13 @@ class ProjectStore:
     async def _find(self, index: str, secret: str) -> Project | None:
         h = key_hash(secret)
         found = getattr(self, index).get(h)
-        if found is None:
-            await self._refresh_if_stale()
+        if found is None or time.monotonic() - self._loaded_at >= self.max_age_s:
+            try:
+                await self._refresh_if_stale()
+            except Exception:  # noqa: BLE001 - warehouse away: known keys keep working from the cache
+                if found is None:
+                    raise
+                log.warning("could not refresh projects; serving the cached ones", exc_info=True)
             found = getattr(self, index).get(h)
         return found
 

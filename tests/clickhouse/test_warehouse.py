@@ -123,6 +123,22 @@ def test_projects_are_found_by_key_hash_and_rotation_kills_old_keys(wh):
         store.rotate("nope")
 
 
+async def test_a_change_made_by_another_process_reaches_a_running_collector(wh):
+    """Collectors on one ClickHouse server each cache the projects: a key rotated or a webhook secret
+    set elsewhere (the CLI, another collector) is seen within max_age_s, not never (it was never:
+    a known key was served from the cache forever)."""
+    collector, cli = ProjectStore(wh, min_refresh_s=0, max_age_s=0.3), ProjectStore(wh, min_refresh_s=0)
+    project, creds = cli.create(f"Shop {uuid.uuid4().hex[:6]}")
+    assert await collector.by_webhook_secret(creds.webhook_secret) == project
+    new = cli.rotate(project.project_id)
+    cli.configure(project.project_id, "payment", {"secret": "s3cret"})
+    assert await collector.by_write_key(creds.write_key) == project  # within max_age_s: the cached key
+    await asyncio.sleep(0.35)
+    assert await collector.by_write_key(creds.write_key) is None
+    found = await collector.by_webhook_secret(new.webhook_secret)
+    assert found is not None and found.vendor_config["payment"]["secret"] == "s3cret"
+
+
 async def test_batching_sink_flushes_by_size_and_on_stop(wh):
     p = f"p{uuid.uuid4().hex[:8]}"
     import orjson

@@ -47,6 +47,44 @@ def _cli(env: dict, *args: str) -> str:
     return out.stdout
 
 
+def post_seed(client: httpx.Client, creds: dict) -> int:
+    """The seed business through the public interfaces: tracker pages and form leads (/v1/batch), a
+    signed payment webhook, a spend CSV. The project's payment secret must be SECRET. Returns the
+    number of tracker events."""
+    events, payments, n = [], [], 0
+    for channel, (tags, leads, sales, revenue, _spend) in SEED.items():
+        for i in range(leads * 2):  # half the visitors leave a lead
+            n += 1
+            anon, seen = f"{channel}-{i}", START + timedelta(minutes=7 * n)
+            events.append({"type": "page", "messageId": f"pv-{anon}", "anonymousId": anon, "timestamp": _iso(seen),
+                           "context": {"page": {"url": f"https://mebel.kz/?{tags}", "referrer": ""}}})
+            if i < leads:
+                events.append({"type": "track", "event": "Form Submitted", "messageId": f"lead-{anon}",
+                               "anonymousId": anon, "timestamp": _iso(seen + timedelta(minutes=3)),
+                               "properties": {"form_id": "callback", "phone": f"+7701{n:07d}"}})
+            if i < sales:
+                payments.append({"payment_id": f"pay-{anon}", "amount": str(Decimal(revenue) / sales),
+                                 "currency": "KZT", "paid_at": _iso(seen + timedelta(days=2)),
+                                 "customer": {"anonymous_id": anon}})
+    for k in range(0, len(events), 100):
+        r = client.post("/v1/batch", json={"batch": events[k:k + 100]}, auth=(creds["write_key"], ""))
+        assert r.status_code == 200 and r.json()["accepted"] == len(events[k:k + 100]), r.text
+    body = orjson.dumps({"payments": payments})
+    r = client.post(f"/webhooks/payment/{creds['webhook_secret']}", content=body,
+                    headers={"X-Moneytrail-Signature": "sha256=" + hmac_sha256(SECRET, body).hex()})
+    assert r.status_code == 200, r.text
+    csv_lines = ["date;source;medium;campaign;cost;currency"]
+    for channel, (_t, _l, _s, _r, spend) in SEED.items():
+        source, medium = SPEND_SOURCE[channel]
+        for day in range(10):  # spread over ten days, in a Russian spreadsheet's number format
+            cost = Decimal(spend) / 10
+            csv_lines.append(f"2026-10-{day + 1:02d};{source};{medium};;{str(cost).replace('.', ',')};KZT")
+    r = client.post("/api/spend", content="\n".join(csv_lines).encode(),
+                    headers={"X-Write-Key": creds["write_key"], "Content-Type": "text/csv"})
+    assert r.status_code == 200 and r.json()["rows"] == 60, r.text
+    return len(events)
+
+
 def test_the_seed_channel_table_through_the_public_interfaces(tmp_path: Path) -> None:
     port = free_port()
     env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_CHANNEL_RULES=str(RULES),
@@ -57,38 +95,8 @@ def test_the_seed_channel_table_through_the_public_interfaces(tmp_path: Path) ->
     try:
         wait_http(f"{base}/readyz", server)
         _cli(env, "projects", "configure", "Mebel Almaty", "payment", f"secret={SECRET}")
-        events, payments, n = [], [], 0
-        for channel, (tags, leads, sales, revenue, _spend) in SEED.items():
-            for i in range(leads * 2):  # half the visitors leave a lead
-                n += 1
-                anon, seen = f"{channel}-{i}", START + timedelta(minutes=7 * n)
-                events.append({"type": "page", "messageId": f"pv-{anon}", "anonymousId": anon, "timestamp": _iso(seen),
-                               "context": {"page": {"url": f"https://mebel.kz/?{tags}", "referrer": ""}}})
-                if i < leads:
-                    events.append({"type": "track", "event": "Form Submitted", "messageId": f"lead-{anon}",
-                                   "anonymousId": anon, "timestamp": _iso(seen + timedelta(minutes=3)),
-                                   "properties": {"form_id": "callback", "phone": f"+7701{n:07d}"}})
-                if i < sales:
-                    payments.append({"payment_id": f"pay-{anon}", "amount": str(Decimal(revenue) / sales),
-                                     "currency": "KZT", "paid_at": _iso(seen + timedelta(days=2)),
-                                     "customer": {"anonymous_id": anon}})
         with httpx.Client(base_url=base, timeout=30) as client:
-            for k in range(0, len(events), 100):
-                r = client.post("/v1/batch", json={"batch": events[k:k + 100]}, auth=(creds["write_key"], ""))
-                assert r.status_code == 200 and r.json()["accepted"] == len(events[k:k + 100]), r.text
-            body = orjson.dumps({"payments": payments})
-            r = client.post(f"/webhooks/payment/{creds['webhook_secret']}", content=body,
-                            headers={"X-Moneytrail-Signature": "sha256=" + hmac_sha256(SECRET, body).hex()})
-            assert r.status_code == 200, r.text
-            csv_lines = ["date;source;medium;campaign;cost;currency"]
-            for channel, (_t, _l, _s, _r, spend) in SEED.items():
-                source, medium = SPEND_SOURCE[channel]
-                for day in range(10):  # spread over ten days, in a Russian spreadsheet's number format
-                    cost = Decimal(spend) / 10
-                    csv_lines.append(f"2026-10-{day + 1:02d};{source};{medium};;{str(cost).replace('.', ',')};KZT")
-            r = client.post("/api/spend", content="\n".join(csv_lines).encode(),
-                            headers={"X-Write-Key": creds["write_key"], "Content-Type": "text/csv"})
-            assert r.status_code == 200 and r.json()["rows"] == 60, r.text
+            post_seed(client, creds)
             report: dict = {}
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
