@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, kafka_port, Proc, base_env, free_port, show, wait_http
+from tests.conftest import ROOT, ClickhouseServer, kafka_port, Proc, base_env, free_port, show, wait_http
 
 pytestmark = pytest.mark.integration
 N = 1000
@@ -141,31 +141,53 @@ def test_embedded_mode_1000_pageviews_land_exactly_once(tmp_path: Path) -> None:
     assert _stored_counts(env, creds["project"]) == {"touches": VISITORS, "touch_ids": VISITORS, "raw": N, "dead": 0}
 
 
-def test_distributed_mode_1000_pageviews_land_exactly_once(tmp_path: Path, kafka_bootstrap: str) -> None:
+def _server_counts(warehouse: str, project: str) -> dict:
+    from clickhouse.warehouse import ServerWarehouse
+
+    wh = ServerWarehouse(warehouse)
+    try:
+        q = lambda sql: wh.rows(sql, {"p": project})[0]["c"]  # noqa: E731
+        return {"touches": q("SELECT count() AS c FROM touches FINAL WHERE project = {p:String}"),
+                "touch_ids": q("SELECT uniqExact(touch_id) AS c FROM touches WHERE project = {p:String}"),
+                "raw": q("SELECT count() AS c FROM raw_events FINAL WHERE project = {p:String}"),
+                "dead": q("SELECT count() AS c FROM dead_letters WHERE project = {p:String}")}
+    finally:
+        wh.close()
+
+
+def test_distributed_mode_1000_pageviews_land_exactly_once(tmp_path: Path, kafka_bootstrap: str,
+                                                           clickhouse_server: ClickhouseServer) -> None:
+    """As a production install runs: the collector (`serve --no-sink`), the sink and the Faust worker
+    as three processes, Apache Kafka between them, a ClickHouse server as the warehouse."""
     port, web = free_port(), free_port()
     run = uuid.uuid4().hex[:8]
+    warehouse = clickhouse_server.new_database("thin")
     env = base_env(tmp_path / "data", MONEYTRAIL_PORT=str(port), MONEYTRAIL_BUS=f"kafka://{kafka_bootstrap}",
+                   MONEYTRAIL_WAREHOUSE=warehouse,
                    MONEYTRAIL_TOPIC_PREFIX=f"test-{run}", MONEYTRAIL_SINK_GROUP=f"sink-{run}",
                    MONEYTRAIL_WORKER_ID=f"processors-{run}", MONEYTRAIL_WORKER_WEB_PORT=str(web),
                    MONEYTRAIL_PII_KEY="integration-test-pii-key-0123456789abcdef")
     creds = _create_project(env)
-    worker_env = {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "worker")}  # the worker's own state folder
-    server = Proc(["serve", "--sink"], env, tmp_path / "serve.log")
-    worker = Proc(["worker"], worker_env, tmp_path / "worker.log")
+    server = Proc(["serve", "--no-sink"], env, tmp_path / "serve.log")
+    sink = Proc(["sink"], {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "sink")}, tmp_path / "sink.log")
+    worker = Proc(["worker"], {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "worker")}, tmp_path / "worker.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{base}/readyz", server)
         _refusals_are_not_stored(base, creds["write_key"])
         _post_all(base, creds["write_key"], run)
         assert worker.p.poll() is None, worker.output()[-3000:]
-        report, waited = _wait_visits(base, creds["read_token"], VISITORS, timeout=30)
+        report, waited = _wait_visits(base, creds["read_token"], VISITORS, timeout=60)
         _check_report(report)
         log = worker.output()
         assert "moneytrail worker: Faust app" in log and "[^Worker]: Ready" in log, log[-3000:]
         show(f"distributed mode: Apache Kafka at {kafka_bootstrap} ({_broker_version()}), Faust worker pid {worker.p.pid} "
-             f"consuming test-{run}.raw.v1: {N} pageviews -> {VISITORS} sessions visible in the report {waited:.2f}s after the last POST")
+             f"consuming test-{run}.raw.v1, sink pid {sink.p.pid}, ClickHouse server {warehouse.rsplit('@', 1)[-1]}: "
+             f"{N} pageviews -> {VISITORS} sessions visible in the report {waited:.2f}s after the last POST")
     finally:
-        worker_code = worker.stop()
+        worker.stop()
+        sink_code = sink.stop()
         server_code = server.stop()
     assert server_code == 0, server.output()[-3000:]
-    assert _stored_counts(env, creds["project"]) == {"touches": VISITORS, "touch_ids": VISITORS, "raw": N, "dead": 0}
+    assert sink_code == 0, sink.output()[-3000:]
+    assert _server_counts(warehouse, creds["project"]) == {"touches": VISITORS, "touch_ids": VISITORS, "raw": N, "dead": 0}
