@@ -172,16 +172,22 @@ class ServerWarehouse:
 
         u = urlsplit(url)
         secure = u.scheme in ("clickhouses", "https")
-        self._client = clickhouse_connect.get_client(
-            host=u.hostname or "127.0.0.1",
-            port=u.port or (8443 if secure else 8123),
-            username=unquote(u.username or "default"),
-            password=unquote(u.password or ""),
-            database=(u.path or "/").strip("/") or "default",
-            secure=secure,
-            settings=_READ_SETTINGS,
-            autogenerate_session_id=False,
-        )
+        host, port = u.hostname or "127.0.0.1", u.port or (8443 if secure else 8123)
+        database = (u.path or "/").strip("/") or "default"
+        try:  # the client asks the server for its version at once: a server that is away fails here
+            self._client = clickhouse_connect.get_client(
+                host=host,
+                port=port,
+                username=unquote(u.username or "default"),
+                password=unquote(u.password or ""),
+                database=database,
+                secure=secure,
+                settings=_READ_SETTINGS,
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            raise WarehouseError(f"cannot reach the ClickHouse server at {host}:{port} (database {database}): "
+                                 f"{_first_line(exc)}") from exc
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
         try:
@@ -211,6 +217,16 @@ class ServerWarehouse:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The part of a client error a person needs (clickhouse-connect's are several lines long)."""
+    text = " ".join(str(exc).split())
+    for marker in ("Connection refused", "Name or service not known", "timed out", "AUTHENTICATION_FAILED",
+                   "UNKNOWN_DATABASE"):
+        if marker in text:
+            return marker.lower().replace("_", " ")
+    return text[:300]
 
 
 def open_warehouse(url: str) -> Warehouse:

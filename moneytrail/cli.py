@@ -653,4 +653,10 @@ def _cell(value: Any) -> str:
 
 
 def main() -> None:
-    app()
+    from clickhouse.warehouse import WarehouseError
+
+    try:
+        app()
+    except WarehouseError as exc:  # e.g. the ClickHouse server is away: one line, and an exit code a supervisor acts on
+        typer.echo(f"moneytrail: the warehouse is unavailable: {exc}", err=True)
+        raise SystemExit(69) from None  # EX_UNAVAILABLE

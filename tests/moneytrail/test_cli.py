@@ -83,3 +83,19 @@ def test_a_projects_time_zone_is_set_checked_and_used_by_its_reports(env):
     assert _run(env, "projects", "timezone", "Nope", "UTC", ok=False).returncode == 1
     out = _run(env, "report", "channels", "--from", "2026-05-01", "--to", "2026-05-31", "--format", "json")
     assert json.loads(out.stdout)["timezone"] == "Asia/Almaty"  # the zone was kept
+
+
+@pytest.mark.parametrize("command", [("report", "channels"), ("serve", "--no-sink"), ("sink",)])
+def test_a_clickhouse_server_that_is_away_is_one_line_and_exit_69(tmp_path, command):
+    """Not a 40-line traceback: what is away, where, and EX_UNAVAILABLE for a supervisor to retry."""
+    from tests.conftest import free_port
+
+    port = free_port()  # nothing listens there
+    env = base_env(tmp_path / "data", MONEYTRAIL_WAREHOUSE=f"clickhouse://u:p@127.0.0.1:{port}/shop",
+                   MONEYTRAIL_BUS="kafka://127.0.0.1:1", MONEYTRAIL_PII_KEY="x" * 40, MONEYTRAIL_PORT=str(free_port()))
+    out = _run(env, *command, ok=False)
+    assert out.returncode == 69, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"moneytrail: the warehouse is unavailable: cannot reach the ClickHouse server at 127.0.0.1:{port} "
+        "(database shop): connection refused")
+    assert "Traceback" not in out.stderr
