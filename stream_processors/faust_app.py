@@ -130,9 +130,19 @@ class Watchdog:
     def __init__(self, stall_seconds: float) -> None:
         self.stall_seconds = stall_seconds
         self.last_batch = time.monotonic()
+        self._group_committed: int | None = None
 
     def batch_done(self) -> None:
         self.last_batch = time.monotonic()
+
+    def group_progress(self, committed: int) -> None:
+        """For a worker with no input partitions: the group's committed offsets (summed over every
+        input partition) moving on count as work (other workers have the partitions); standing
+        still while records wait means no one works, e.g. this worker joined while the broker's
+        metadata still lacked the topics and was assigned nothing (seen after a broker restart)."""
+        if committed != self._group_committed:
+            self._group_committed = committed
+            self.batch_done()
 
     def stalled(self, busy_elsewhere: bool, lag: int | None) -> bool:
         """Whether to give up: no batch for stall_seconds while the input waits (lag > 0). Table
@@ -154,20 +164,25 @@ def crashed(app: faust.App) -> str | None:
     return None
 
 
-async def input_lag(bootstrap: str, group: str, assigned: set) -> int:
-    """Records of the assigned input partitions not yet committed by the group."""
-    from aiokafka import AIOKafkaConsumer
+async def input_lag(bootstrap: str, group: str, assigned: set, topics_: set[str] = frozenset()) -> tuple[int, int]:
+    """(records not yet committed by the group, the sum of its committed offsets) over the assigned
+    input partitions, or over every partition of `topics_` when nothing is assigned."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
-    if not assigned:
-        return 0
+    if not assigned and not topics_:
+        return 0, 0
     admin, consumer = AIOKafkaAdminClient(bootstrap_servers=bootstrap), AIOKafkaConsumer(bootstrap_servers=bootstrap)
     try:
         await admin.start()
         await consumer.start()
+        if not assigned:
+            await consumer.topics()  # every topic's metadata
+            assigned = {TopicPartition(t, p) for t in topics_ for p in consumer.partitions_for_topic(t) or ()}
         committed = await admin.list_consumer_group_offsets(group)
         ends = await consumer.end_offsets(list(assigned))
-        return sum(max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items())
+        done = {tp: committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0 for tp in ends}
+        return sum(max(0, end - done[tp]) for tp, end in ends.items()), sum(done.values())
     finally:
         with suppress(Exception):
             await consumer.stop()
@@ -310,7 +325,12 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
             return
         busy = bool(app.in_recovery or app.rebalancing)
         assigned = {tp for tp in app.consumer.assignment() if tp.topic in inputs_of_agents}
-        lag = None if busy else await asyncio.wait_for(input_lag(bootstrap, app_id, assigned), stall_seconds)
+        lag = None
+        if not busy:
+            lag, committed = await asyncio.wait_for(input_lag(bootstrap, app_id, assigned, inputs_of_agents),
+                                                    stall_seconds)
+            if not assigned:
+                watchdog.group_progress(committed)
         if watchdog.stalled(busy, lag):
             exit_for_restart(STALLED_EXIT_CODE, "stalled: %s input records wait and no batch finished in %s s; "
                              "every task's stack follows", lag, stall_seconds, stacks=True)

@@ -47,3 +47,16 @@ def test_the_watchdog_sees_an_app_or_an_agent_in_a_crashed_state():
     assert "persons" in crashed(app) and "boom" in crashed(app)
     app.crashed, app.crash_reason = True, ConnectionError("broker")
     assert "the app" in crashed(app)
+
+
+def test_a_worker_assigned_nothing_is_stalled_only_while_the_whole_group_stands_still(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    dog = Watchdog(stall_seconds=60)
+    dog.group_progress(500)
+    now[0] += 60
+    dog.group_progress(900)  # other workers commit: this one idles, and that is fine
+    assert not dog.stalled(False, lag=300)
+    now[0] += 60
+    dog.group_progress(900)  # no one commits while 300 records wait
+    assert dog.stalled(False, lag=300)
