@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
 import orjson
 
 from schemas import topics
+from schemas.reasons import RejectReason
 
 from .sessions import VisitorSessions
 from .steps import DeadLetter, Emitted, ProcessorConfig, StepResult, load_visitor, process
+
+
+log = logging.getLogger("moneytrail.processors")
 
 
 def dead_letter_record(dl: DeadLetter) -> tuple[bytes, bytes]:
@@ -62,7 +67,13 @@ def process_batch(config: ProcessorConfig, records: list[tuple[bytes, bytes]],
     batch = Batch({}, {})
     for i, (key, value) in enumerate(records):
         visitor = batch.states[key][1] if key in batch.states else load_visitor(stored(i, key))
-        new, result = process(config, visitor, value)
+        try:
+            new, result = process(config, visitor, value)
+        except Exception as exc:  # noqa: BLE001 - one record a step cannot handle (a bug it meets) must
+            # not stop the stream: a crashed agent restarts the worker, which meets the same record
+            # again. The step is pure, so the visitor keeps its state; the record is dead-lettered.
+            log.exception("stage 1 could not process a record; dead-lettered")
+            new, result = visitor, DeadLetter(RejectReason.processing_error, f"stage 1: {exc!r}"[:500], value)
         if new is not visitor and new is not None:
             batch.states[key] = (i, new)
         for topic, recs in records_of(result).items():

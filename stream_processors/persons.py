@@ -33,9 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
-from typing import Any, Protocol
-
+import logging
 import time
+from typing import Any, Protocol
 
 import orjson
 
@@ -50,6 +50,7 @@ from .steps import DeadLetter
 from .identity import (DEFAULT_MAX_VERIFIED_PHONES, META_ROW, GuardTripped, IdentityGraph, Link, MappingRow,
                        person_id)
 
+log = logging.getLogger("moneytrail.persons")
 CREDITED_KINDS = frozenset({"lead", "sale", "payment", "refund"})
 DEFAULT_LEAD_REPEAT = timedelta(days=30)
 REPEAT_LEAD = "(repeat lead)"  # the channel of a repeat lead's credit rows: weight 0, amount 0
@@ -575,13 +576,22 @@ class Persons:
             out = handler(row) if handler else PersonsOut()
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
             # ArithmeticError: decimal's InvalidOperation & co. A value must never kill the agent
-            self.overlay.abort_step()
-            for state in self._projects.values():  # it may name a touch whose write was just dropped
-                state.seen.clear()
+            self._abandon_step()
             return Refused(RejectReason.undecodable, f"persons stage could not use a {topic} record: {exc!r}"[:500],
                            value)
+        except Exception as exc:  # noqa: BLE001 - a record that meets a bug must not crash-loop the worker
+            log.exception("persons stage could not process a %s record; dead-lettered", topic)
+            self._abandon_step()
+            return Refused(RejectReason.processing_error, f"persons stage: {exc!r}"[:500], value)
         self.overlay.end_step()
         return out
+
+    def _abandon_step(self) -> None:
+        """Drop what a failed step wrote, and the seen-touch cache (it may name a touch whose write
+        was just dropped)."""
+        self.overlay.abort_step()
+        for state in self._projects.values():
+            state.seen.clear()
 
     def forget(self) -> None:
         """Drop in-memory graphs (after a failed publish: they are ahead of the store)."""
