@@ -49,6 +49,18 @@ class _Repeats(logging.Filter):
         return True
 
 
+def _quiet_client_loggers() -> None:
+    """The worker's logging is Faust's (its own handlers, without our _Repeats): filter each Kafka
+    client logger itself, so a broker outage is a line per message every 10 s, not ~800 lines a
+    second. A logger's filter sees only its own records, hence one filter per module logger."""
+    import aiokafka  # noqa: F401 - imports its modules, which create their loggers
+
+    repeats = _Repeats()
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("aiokafka", "kafka")):
+            logging.getLogger(name).addFilter(repeats)
+
+
 def _logging(level: str) -> None:
     import json as _json
 
@@ -262,6 +274,7 @@ def worker(data_dir: Optional[Path] = DataDir) -> None:
                           root.processor_config(settings), settings.worker_id, settings.worker_web_port,
                           settings.kafka_partitions, root.persons_config(settings), settings.worker_stall_seconds)
     err.print(f"moneytrail worker: Faust app {settings.worker_id} consuming from {settings.bus}")
+    _quiet_client_loggers()
     faust.Worker(faust_app, loglevel=settings.log_level.upper()).execute_from_commandline()
 
 

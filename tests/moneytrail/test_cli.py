@@ -99,3 +99,28 @@ def test_a_clickhouse_server_that_is_away_is_one_line_and_exit_69(tmp_path, comm
         f"moneytrail: the warehouse is unavailable: cannot reach the ClickHouse server at 127.0.0.1:{port} "
         "(database shop): connection refused")
     assert "Traceback" not in out.stderr
+
+
+def test_the_worker_quiets_the_kafka_clients_repeated_lines():
+    """A broker outage made aiokafka log ~800 lines a second through Faust's own handlers."""
+    import logging
+
+    from moneytrail.cli import _quiet_client_loggers
+
+    _quiet_client_loggers()
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    conn = logging.getLogger("aiokafka.conn")
+    handler = Keep()
+    conn.addHandler(handler)
+    try:
+        for i in range(500):
+            conn.error("Unable connect to node with id %s: %s", i % 3, "connection refused")
+        conn.error("something else")
+    finally:
+        conn.removeHandler(handler)
+    assert seen == ["Unable connect to node with id 0: connection refused", "something else"]
