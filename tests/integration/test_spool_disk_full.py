@@ -1,7 +1,8 @@
 """The collector's Kafka spool on a small disk during a Kafka outage (issue 11): events are sent until
 the spool is full (some answered 503, the rest 2xx), the collector crashes with a write torn in
 half, starts again with room, Kafka comes back, and every event answered 2xx is in the raw topic
-exactly once by event id; nothing answered 503 is there.
+exactly once by event id; nothing answered 503 is there; and the sink puts each of them in the
+warehouse's raw_events exactly once (physical rows, no FINAL).
 
 The small disk is RLIMIT_FSIZE on the collector process: a file it writes cannot grow past the
 limit (a short write, then EFBIG), which is what a filling disk does to a writer. The collector's
@@ -27,7 +28,7 @@ import pytest
 
 from moneytrail.spool import _frame
 from schemas.topics import RAW, kafka_topic
-from tests.conftest import ROOT, Proc, base_env, free_port, missing_part, show, wait_http
+from tests.conftest import ROOT, ClickhouseServer, Proc, base_env, free_port, missing_part, show, wait_http
 
 pytestmark = pytest.mark.integration
 KAFKA = ROOT / "deploy" / "local" / "kafka.sh"
@@ -103,7 +104,32 @@ async def _event_ids(bootstrap: str, topic: str, want: int, timeout: float = 90)
     return ids
 
 
-def test_every_event_acknowledged_while_the_spool_disk_fills_reaches_kafka_exactly_once(tmp_path: Path) -> None:
+def _stored_ids(warehouse: str, project: str, want: int, timeout: float) -> list[str]:
+    """Event ids of raw_events rows (every physical row: no FINAL), once `want` have arrived and a
+    further second brought no more."""
+    from clickhouse.warehouse import ServerWarehouse, WarehouseError
+
+    wh = ServerWarehouse(warehouse)
+    deadline, ids = time.monotonic() + timeout, []
+    try:
+        while time.monotonic() < deadline:
+            try:
+                ids = [r["event_id"] for r in wh.rows("SELECT event_id FROM raw_events WHERE project = {p:String}",
+                                                      {"p": project})]
+            except WarehouseError:  # the sink has not created the tables yet
+                ids = []
+            if len(ids) >= want:
+                time.sleep(1)
+                return [r["event_id"] for r in wh.rows(
+                    "SELECT event_id FROM raw_events WHERE project = {p:String}", {"p": project})]
+            time.sleep(0.5)
+        return ids
+    finally:
+        wh.close()
+
+
+def test_every_event_acknowledged_while_the_spool_disk_fills_reaches_kafka_exactly_once(
+        tmp_path: Path, clickhouse_server: ClickhouseServer) -> None:
     kport, kcontrol = free_port(), free_port()
     kdata = tmp_path / "kafka"
     _kafka("start", kport, kcontrol, kdata, clean=True)
@@ -193,6 +219,14 @@ def test_every_event_acknowledged_while_the_spool_disk_fills_reaches_kafka_exact
         assert second.stop() == 0, second.output()[-3000:]
         second = None
         ids = asyncio.run(_event_ids(f"127.0.0.1:{kport}", kafka_topic(prefix, RAW), len(accepted)))
+        # and on into the warehouse, by the sink as production runs it: each 2xx event one row
+        warehouse = clickhouse_server.new_database("spool")
+        sink = Proc(["sink"], {**env, "MONEYTRAIL_DATA_DIR": str(tmp_path / "sink"), "MONEYTRAIL_WAREHOUSE": warehouse},
+                    tmp_path / "sink.log")
+        try:
+            stored = _stored_ids(warehouse, creds["project"], len(accepted), timeout=90)
+        finally:
+            assert sink.stop() == 0, sink.output()[-3000:]
     finally:
         first.stop(signal.SIGKILL)
         if second is not None:
@@ -209,8 +243,10 @@ def test_every_event_acknowledged_while_the_spool_disk_fills_reaches_kafka_exact
     assert not twice, f"{len(twice)} events are in Kafka more than once, e.g. {list(twice.items())[:5]}"
     assert not leaked, f"{len(leaked)} events answered 503 are in Kafka, e.g. {sorted(leaked)[:5]}"
     assert set(counts) == set(accepted), set(counts) - set(accepted)
+    assert len(stored) == len(set(stored)) == len(accepted) and set(stored) == set(accepted), (
+        f"raw_events holds {len(stored)} rows of {len(set(stored))} events for {len(accepted)} acknowledged")
     assert acked_after_refusal > 0, "no event was acknowledged after a failed spool write: the test proved little"
     assert any("spool" in r for r in reasons), reasons
     show(f"spool disk full: {len(accepted)} events got 2xx ({spooled:.0f} via a {LIMIT // 1024} KiB spool, "
          f"{acked_after_refusal} of them after a spool write had failed), {len(refused)} got 503; after a crash "
-         f"mid-write, a restart and Kafka's return the raw topic holds each 2xx event exactly once, no 503 event")
+         f"mid-write, a restart and Kafka's return the raw topic holds each 2xx event exactly once, no 503 event, and raw_events one row each")
