@@ -186,6 +186,7 @@ def create_app(
     gauges: dict[str, tuple[str, Callable[[], float]]] | None = None,
     load_leases: Callable[[str], Awaitable[list[Lease]]] | None = None,
     not_ready: Callable[[], str | None] | None = None,  # why this process is not ready (its sink failing), or None
+    readiness_notes: Callable[[], dict[str, Any]] | None = None,  # shown in /readyz, not making it 503
 ) -> FastAPI:
     if len(config.pii_key) < 16:
         raise ValueError("the collector needs a PII key of at least 16 bytes to hash phones and emails")
@@ -659,7 +660,8 @@ def create_app(
             return _json({"ready": False, "draining": True}, 503)
         if state["ready"] and not_ready is not None and (why := not_ready()):
             return _json({"ready": False, "reason": why}, 503)
-        return _json({"ready": state["ready"]}, 200 if state["ready"] else 503)
+        notes = readiness_notes() if readiness_notes is not None else {}
+        return _json({"ready": state["ready"], **notes}, 200 if state["ready"] else 503)
 
     async def prometheus(_request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -221,6 +222,43 @@ def sink_gauges(health: SinkHealth) -> dict[str, Any]:
     }
 
 
+class WarehouseProbe:
+    """Whether the warehouse answers, asked every `every_s` in the background by a process without a
+    sink (`serve --no-sink`). Its collecting does not need the warehouse (events go to Kafka), so
+    /readyz stays 200 (a 503 would take the collector out of the load balancer and stop collection
+    while Kafka could hold the events) and says there that the warehouse is unreachable and reports
+    answer 503 meanwhile; /metrics has moneytrail_warehouse_up."""
+
+    def __init__(self, wh: Warehouse, every_s: float = 5.0) -> None:
+        self.wh, self.every_s = wh, every_s
+        self.down_since: float | None = None
+        self.last_error = ""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.wh.rows, "SELECT 1"), self.every_s)
+                self.down_since = None
+            except (WarehouseError, asyncio.TimeoutError) as exc:
+                text = str(exc)
+                self.last_error = next((w for w in ("Connection refused", "timed out") if w in text),
+                                       text.splitlines()[0][:300] if text else f"no answer within {self.every_s:.0f}s")
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+                    log.warning("warehouse unreachable (reports answer 503 until it is back): %s", self.last_error)
+            try:
+                await asyncio.wait_for(stop.wait(), self.every_s)
+            except asyncio.TimeoutError:
+                pass
+
+    def notes(self) -> dict[str, Any]:
+        if self.down_since is None:
+            return {"warehouse": {"ok": True}}
+        return {"warehouse": {"ok": False, "detail": (
+            f"warehouse unreachable for {time.monotonic() - self.down_since:.0f}s ({self.last_error}): reports "
+            "answer 503 until it is back; events are still collected")}}
+
+
 def build_server(settings: Settings, admin_token: str = "", with_sink: bool | None = None) -> Server:
     """Embedded mode (memory bus): collector + processors + sink + reports in this process.
     Distributed mode (kafka bus): collector + reports; plus the Kafka sink when with_sink (needed
@@ -253,6 +291,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
     server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]
     gauges: dict[str, Any] = {}
     health: SinkHealth | None = None  # the sink's, when this process runs one: /readyz and /metrics show it
+    probe: WarehouseProbe | None = None  # a process with no sink (serve --no-sink) asks the warehouse itself
     if settings.embedded:
         bus = MemoryBus()
         sink = BatchingSink(wh, settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60)
@@ -288,6 +327,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
         stop = asyncio.Event()
         sink_wanted = with_sink if with_sink is not None else settings.warehouse_url.startswith("chdb://")
         health = SinkHealth() if sink_wanted else None
+        probe = None if sink_wanted else WarehouseProbe(wh)
 
         async def on_start() -> None:
             try:
@@ -301,6 +341,8 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
                     wh, settings.kafka_bootstrap, settings.topic_prefix, settings.sink_group, stop,
                     settings.sink_batch_rows, settings.sink_batch_seconds, settings.credits_prune_minutes * 60,
                     health)))
+            if probe is not None:
+                server.background.append(asyncio.create_task(probe.run(stop)))
 
         async def on_stop() -> None:
             await kafka.stop()
@@ -313,6 +355,9 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             "moneytrail_spool_pending": ("Events in the local spool waiting for Kafka", lambda: kafka.spool.pending),
             "moneytrail_spooled": ("Events spooled because Kafka did not acknowledge in time", lambda: kafka.spooled),
         }
+        if probe is not None:
+            gauges["moneytrail_warehouse_up"] = ("1 when the warehouse answered the last probe, 0 when not",
+                                                 lambda: 0.0 if probe.down_since is not None else 1.0)
 
     async def load_leases(project_id: str) -> list[Lease]:
         """Leases still running (or in their grace), so a restart does not hand a number to a second
@@ -326,6 +371,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
     if health is not None:
         gauges = {**gauges, **sink_gauges(health)}
     server.fastapi = create_app(config, projects, publish, run_report, on_start, on_stop, gauges, load_leases,
-                                not_ready=(lambda: sink_unready(health)) if health is not None else None)
+                                not_ready=(lambda: sink_unready(health)) if health is not None else None,
+                                readiness_notes=probe.notes if probe is not None else None)
     server.app = Edge(server.fastapi)
     return server
