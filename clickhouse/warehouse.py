@@ -187,7 +187,7 @@ class ServerWarehouse:
             )
         except Exception as exc:
             raise WarehouseError(f"cannot reach the ClickHouse server at {host}:{port} (database {database}): "
-                                 f"{_first_line(exc)}") from exc
+                                 f"{short_reason(exc)}") from exc
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
         try:
@@ -219,8 +219,9 @@ class ServerWarehouse:
         self._client.close()
 
 
-def _first_line(exc: BaseException) -> str:
-    """The part of a client error a person needs (clickhouse-connect's are several lines long)."""
+def short_reason(exc: BaseException) -> str:
+    """The part of a warehouse error a person needs (clickhouse-connect's are several lines long,
+    with the URL and a query id)."""
     text = " ".join(str(exc).split())
     for marker in ("Connection refused", "Name or service not known", "timed out", "AUTHENTICATION_FAILED",
                    "UNKNOWN_DATABASE"):

@@ -21,7 +21,7 @@ from clickhouse.kafka_sink import run_kafka_sink
 from clickhouse.migrate import migrate
 from clickhouse.projects import ProjectStore, timezone_of
 from clickhouse.sink import TABLE_OF_TOPIC, BatchingSink, SinkHealth, warehouse_unavailable
-from clickhouse.warehouse import Warehouse, WarehouseError, open_warehouse
+from clickhouse.warehouse import Warehouse, WarehouseError, open_warehouse, short_reason
 from collector.app import Edge, create_app
 from collector.calltracking import Lease
 from collector.ports import CollectorConfig, WarehouseUnavailable
@@ -240,9 +240,7 @@ class WarehouseProbe:
                 await asyncio.wait_for(asyncio.to_thread(self.wh.rows, "SELECT 1"), self.every_s)
                 self.down_since = None
             except (WarehouseError, asyncio.TimeoutError) as exc:
-                text = str(exc)
-                self.last_error = next((w for w in ("Connection refused", "timed out") if w in text),
-                                       text.splitlines()[0][:300] if text else f"no answer within {self.every_s:.0f}s")
+                self.last_error = short_reason(exc) if str(exc) else f"no answer within {self.every_s:.0f}s"
                 if self.down_since is None:
                     self.down_since = time.monotonic()
                     log.warning("warehouse unreachable (reports answer 503 until it is back): %s", self.last_error)
@@ -285,7 +283,7 @@ def build_server(settings: Settings, admin_token: str = "", with_sink: bool | No
             return await asyncio.to_thread(lambda: reports.run(wh, settings_report_request(settings, wh, name, project, query)))
         except WarehouseError as exc:
             if warehouse_unavailable(exc):  # down or overloaded: 503 + Retry-After, not a 500
-                raise WarehouseUnavailable(f"warehouse unavailable: {str(exc).splitlines()[0][:300]}") from exc
+                raise WarehouseUnavailable(f"warehouse unavailable: {short_reason(exc)}") from exc
             raise
 
     server = Server(settings, wh, projects, app=None)  # type: ignore[arg-type]
