@@ -16,7 +16,8 @@ import statistics
 import time
 from decimal import Decimal
 
-from clickhouse.datadriven import aggregate, bootstrap, datadriven_rows, markov, shapley
+from clickhouse.datadriven import datadriven_rows
+from stream_processors.datadriven import aggregate, bootstrap, markov, shapley
 
 CHANNELS = ["Paid Search", "Organic Search", "Instagram", "TikTok", "Email", "Direct", "Referral", "Telegram",
             "Yandex Direct", "Kaspi", "2GIS", "WhatsApp", "Offline", "Display", "YouTube"]

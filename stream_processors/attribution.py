@@ -14,6 +14,9 @@ Money rules (DESIGN.md, "Attribution and money"):
 - A conversion with no touch in the window gets one explicit unattributed credit.
 - When a person's touches change later (an identity merge), ``correction`` emits delta rows so
   that what was emitted before plus the deltas nets exactly to the new attribution.
+
+The money primitives (``minor_units_of``, ``largest_remainder``, ``decimal_of``) are public: the
+data-driven models (``datadriven.py``: Markov, Shapley) split revenue with the same ones.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class Credit:
 
 
 # ---------------------------------------------------------------------------------------------
-# Helpers
+# Money (also used by datadriven.py)
 
 
 def minor_units_of(currency: str) -> int:
@@ -109,7 +112,7 @@ def minor_units_of(currency: str) -> int:
     return _MINOR_UNITS.get(currency.strip().upper(), DEFAULT_MINOR_UNITS)
 
 
-def _largest_remainder(total: int, shares: list[int]) -> list[int]:
+def largest_remainder(total: int, shares: list[int]) -> list[int]:
     """Split the non-negative integer ``total`` in proportion to the non-negative integer
     ``shares``: floor of each quota, then the leftover units one by one to the largest
     remainders, ties to the lower index. The parts sum to exactly ``total``."""
@@ -128,7 +131,7 @@ def _largest_remainder(total: int, shares: list[int]) -> list[int]:
     return parts
 
 
-def _decimal_of(units: int, places: int) -> Decimal:
+def decimal_of(units: int, places: int) -> Decimal:
     """units * 10**-places, exactly, with exactly ``places`` decimals (no '-0')."""
     return Decimal(units).scaleb(-places, _EXACT)
 
@@ -148,6 +151,10 @@ def _minor_units_count(value: Decimal, places: int) -> int:
         if rest:
             raise ValueError(f"value {value} has more decimals than the currency's minor unit ({places})")
     return -units if sign else units
+
+
+# ---------------------------------------------------------------------------------------------
+# Touches and model shares
 
 
 def _ordered(touches: list[TouchPoint]) -> list[TouchPoint]:
@@ -222,7 +229,7 @@ def _shares(model: str, touches: list[TouchPoint], conversion_at: datetime, half
 def _weight_units(model, touches, conversion_at, half_life_days) -> list[int]:
     if not touches:
         return []
-    return _largest_remainder(_WEIGHT_UNITS, _shares(model, touches, conversion_at, half_life_days))
+    return largest_remainder(_WEIGHT_UNITS, _shares(model, touches, conversion_at, half_life_days))
 
 
 def credit_id(conversion_id: str, model: str, touch_id: str, revision: int = 0, *, channel: str = "",
@@ -245,7 +252,7 @@ def weights(model: str, touches_in_window: list[TouchPoint], conversion_at: date
     zero weight are left out. Empty when there is no touch."""
     touches = _ordered([t for t in touches_in_window if t.at <= conversion_at])
     units = _weight_units(model, touches, conversion_at, half_life_days)
-    return [(t, _decimal_of(u, WEIGHT_PLACES)) for t, u in zip(touches, units) if u]
+    return [(t, decimal_of(u, WEIGHT_PLACES)) for t, u in zip(touches, units) if u]
 
 
 def credit(conv: Conversion, touches: list[TouchPoint], model: str, lookback: timedelta = DEFAULT_LOOKBACK,
@@ -275,15 +282,15 @@ def credit_all(conv: Conversion, touches: list[TouchPoint], lookback: timedelta 
     out: list[Credit] = []
     for model in models:
         if not window:
-            out.append(Credit(cid, "", UNATTRIBUTED, "", "", "", model, _ONE, _decimal_of(total, places),
+            out.append(Credit(cid, "", UNATTRIBUTED, "", "", "", model, _ONE, decimal_of(total, places),
                               credit_id(cid, model, "", revision, channel=UNATTRIBUTED), **common))
             continue
         units = _weight_units(model, window, conv.at, half_life_days)
         credited = [(t, u) for t, u in zip(window, units) if u]
-        amounts = _largest_remainder(abs(total), [u for _, u in credited])
+        amounts = largest_remainder(abs(total), [u for _, u in credited])
         out.extend(
             Credit(cid, t.touch_id, t.channel, t.source, t.medium, t.campaign, model,
-                   _decimal_of(u, WEIGHT_PLACES), _decimal_of(sign * a, places),
+                   decimal_of(u, WEIGHT_PLACES), decimal_of(sign * a, places),
                    credit_id(cid, model, t.touch_id, revision, channel=t.channel, source=t.source,
                              medium=t.medium, campaign=t.campaign),
                    **common)

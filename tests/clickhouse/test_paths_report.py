@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from clickhouse import datadriven, reports
+from stream_processors.datadriven import PathAggregate, markov
 
 MAY = (date(2026, 5, 1), date(2026, 5, 31))
 
@@ -144,8 +145,8 @@ def test_datadriven_report_conserves_money_and_matches_the_models(wh, shop):
     assert {c: rows[c]["shapley_revenue"] for c in (PS, EM, IG)} == {PS: "100000.00", EM: "75000.00", IG: "25000.00"}
     assert {c: rows[c]["shapley_conversions"] for c in (PS, EM, IG)} == {PS: 1.5, EM: 1.0, IG: 0.5}
     # Markov from the same aggregates, computed directly
-    aggs = [datadriven.PathAggregate(k, c, v, n) for k, (c, v, n, _, _) in _aggregates(wh, shop).items()]
-    mk = datadriven.markov(aggs)
+    aggs = [PathAggregate(k, c, v, n) for k, (c, v, n, _, _) in _aggregates(wh, shop).items()]
+    mk = markov(aggs)
     for c in (PS, EM, IG):
         assert rows[c]["markov_share"] == pytest.approx(mk.shares[c], abs=1e-6)
     assert out["total"]["markov_revenue"] == "230000.00" and out["total"]["journeys"] == 4
