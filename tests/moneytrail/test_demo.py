@@ -1,4 +1,4 @@
-"""The demo business (moneytrail/demo.py): deterministic by seed, realistic volumes, every body
+"""The demo business (the moneytrail/demo/ package): deterministic by seed, realistic volumes, every body
 valid for the collector's own parsers and mappers, and a ground truth that adds up. The server's
 side of it (the same bodies through the real HTTP interfaces) is tests/integration/test_demo_load.py."""
 
@@ -20,6 +20,7 @@ from collector.spend import parse_spend, rows_of_body
 from collector.vendors.base import Accepted
 from collector.vendors.registry import mapper_of
 from moneytrail import demo
+from moneytrail.demo.helpers import iso_z
 from stream_processors.channels import ChannelRules
 from stream_processors.conversions import conversions_of
 from stream_processors.sessions import VisitorSessions
@@ -121,7 +122,7 @@ def test_with_today_unset_the_period_ends_yesterday_and_a_few_calls_are_live() -
     p = demo.generate(seed=3, days=20, scale=0.5)
     now = datetime.now(timezone.utc)
     assert p.end.date() == now.date() and len(p.live) == 2
-    assert all(m["timestamp"] < demo._iso_z(p.end) for m in p.messages)
+    assert all(m["timestamp"] < iso_z(p.end) for m in p.messages)
     for lc in p.live:
         assert normalise_phone(lc.caller) == lc.caller and p.identifiers["anonymous_id"][lc.anon] == lc.person
     assert demo.ground_truth(p)["to"] == now.date().isoformat()
