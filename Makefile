@@ -34,8 +34,9 @@ kafka-start:
 kafka-stop:
 	bash deploy/local/kafka.sh stop
 
-bench: setup  ## prints numbers: ingest vs a raw ASGI ceiling, the step chain, the channel report on 10M touches
+bench: setup  ## prints numbers: ingest vs a raw ASGI ceiling, the whole pipeline (distributed vs embedded), the step chain, the channel report on 10M touches
 	$(UV) run --frozen python bench/ingest.py
+	$(UV) run --frozen python bench/pipeline.py
 	$(UV) run --frozen python bench/processors.py
 	$(UV) run --frozen python bench/reports.py
 	$(UV) run --frozen python bench/datadriven.py

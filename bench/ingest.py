@@ -32,393 +32,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
-import platform
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-import uvloop
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-MAX_REQUESTS = 2_000_000  # hard cap per load phase, whatever the duration
-WARMUP_S = 1.0
+from harness import (HOST, MAX_REQUESTS, PLACEHOLDER, ROOT, WARMUP_S, LoadResult, ServerProc, clean_env,
+                     create_project, delete_topics, free_port, kafka_reachable, log, machine_cpu, machine_facts,
+                     page_event, percentile, request_template, run_load, templated, wait_quiet)
+from harness import fmt as _fmt
+
 BATCH_SIZE = 20
-PLACEHOLDER = b"@@@@@@@@@@@@"  # 12 bytes, replaced per request by a unique fixed-width id
 ALL_PHASES = ("mt-single", "mt-batch", "kafka-single", "kafka-batch", "raw-single", "raw-batch", "p99", "latency")
 PACED_SHARE = 0.7  # the p99 phase paces at this share of the capacity measured in the same run
 KIND_NAME = {"single": "single", "batch": f"batch{BATCH_SIZE}"}
 
 
-# ------------------------------------------------------------------------------------- helpers
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MONEYTRAIL_")}
-    env.update(extra)
-    return env
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def cpu_seconds_of(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu() -> tuple[float, float, float]:
-    """(busy, irq+softirq, steal) CPU seconds of the whole machine so far, all cores, from /proc/stat.
-    Loopback TCP work done in softirq context is not charged to any process."""
-    with open("/proc/stat", "rb") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    tck = os.sysconf("SC_CLK_TCK")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq) / tck, (irq + softirq) / tck, steal / tck
-
-
-def main_thread_cpu_of(pid: int) -> float:
-    """CPU seconds of a process's main thread (the event loop thread of a uvicorn server)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    i = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
-    return sorted_values[i]
-
-
-def machine_facts() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import httptools
-    import uvicorn
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "kernel": platform.release(),
-        "uvicorn": uvicorn.__version__,
-        "uvloop": uvloop.__version__,
-        "httptools": httptools.__version__,
-        "orjson": orjson.__version__,
-    }
-
-
 # ---------------------------------------------------------------------------------- the bodies
 
-def _page(message_id: str, i: int) -> dict[str, Any]:
-    """A realistic tracker pageview (paid search landing), ~400 bytes of JSON."""
-    return {
-        "type": "page",
-        "messageId": message_id,
-        "anonymousId": f"visitor-{i:04d}",
-        "timestamp": "2026-01-15T10:00:00.000Z",
-        "context": {
-            "page": {
-                "url": "https://shop.kz/sofas?utm_source=google&utm_medium=cpc&utm_campaign=sofas&gclid=abc123",
-                "referrer": "https://www.google.com/",
-                "path": "/sofas",
-                "title": "Sofas | Shop",
-            },
-            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
-            "locale": "ru-KZ",
-        },
-        "properties": {"path": "/sofas"},
-    }
-
-
 def single_body() -> bytes:
-    return orjson.dumps(_page("bench-" + PLACEHOLDER.decode(), 1))
+    return orjson.dumps(page_event("bench-" + PLACEHOLDER.decode(), 1))
 
 
 def batch_body(n: int = BATCH_SIZE) -> bytes:
-    return orjson.dumps({"batch": [_page(f"bench-{PLACEHOLDER.decode()}-{j:02d}", j) for j in range(n)]})
+    return orjson.dumps({"batch": [page_event(f"bench-{PLACEHOLDER.decode()}-{j:02d}", j) for j in range(n)]})
 
-
-def request_template(port: int, body: bytes, write_key: str) -> bytes:
-    """The whole request as bytes; PLACEHOLDER (fixed width) keeps Content-Length exact."""
-    head = (
-        f"POST /collect HTTP/1.1\r\nHost: {HOST}:{port}\r\nUser-Agent: moneytrail-bench/1\r\n"
-        f"Content-Type: application/json\r\nX-Write-Key: {write_key}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    return head + body
-
-
-# ----------------------------------------------------------------------------- the load client
-
-@dataclass
-class LoadResult:
-    label: str
-    events_per_request: int
-    seconds: float = 0.0  # measured window, as actually sampled
-    requests: int = 0  # completed inside the measured window
-    non200: int = 0  # inside the window
-    errors: int = 0  # connection / protocol errors, whole run
-    total_requests: int = 0  # whole run, warm-up included
-    total_non200: int = 0  # whole run
-    statuses: dict[int, int] = field(default_factory=dict)
-    sample_bad: str = ""
-    latencies_ms: list[float] = field(default_factory=list)
-    client_cpu: float = float("nan")  # share of one core used by this client during the window
-    server_cpu: float = float("nan")  # share of one core used by the server process
-    server_loop_cpu: float = float("nan")  # ... by its main (event loop) thread alone
-    machine_busy: float = float("nan")  # cores busy on the whole machine (all processes)
-    other_cpu: float = float("nan")  # cores used by other processes (not client, server, irq/softirq)
-    irq: float = float("nan")  # cores in irq/softirq (loopback TCP), charged to no process
-    steal: float = float("nan")  # cores stolen by the hypervisor
-    hit_cap: bool = False
-    paced_rps: float = 0.0  # the requested rate of an open-loop phase (0: closed loop, as fast as it answers)
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    @property
-    def per_cpu(self) -> float:
-        """Requests per CPU-second of the server process: robust to other work on the machine."""
-        return self.rps / self.server_cpu if self.server_cpu > 0 else float("nan")
-
-    @property
-    def eps(self) -> float:
-        return self.rps * self.events_per_request
-
-    @property
-    def non200_share(self) -> float:
-        return (self.non200 + self.errors) / max(1, self.requests + self.errors)
-
-
-class _Shared:
-    __slots__ = ("errors", "lat", "non200_total", "non200_window", "sample_bad", "statuses", "total", "window")
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.window = 0
-        self.non200_window = 0
-        self.non200_total = 0
-        self.errors = 0
-        self.statuses: dict[int, int] = {}
-        self.sample_bad = ""
-        self.lat = array("d")
-
-
-async def _connection(cid: int, port: int, template: bytes, st: _Shared, w_start: float, w_end: float,
-                      cap: int, pace: tuple[float, float] | None = None) -> None:
-    """One keep-alive connection sending until the window ends. Closed loop (pace None): the next
-    request goes as soon as the answer is in; a request counts when sent and answered inside the
-    window. Open loop (pace = (interval, first)): one request every interval s from first on, and
-    a request counts when it was due inside the window; its latency counts from the scheduled time
-    when the previous answer came too late to send on time (the server's fault), else from the
-    actual send (a late timer wake-up of this client is not the server's fault)."""
-    perf = time.perf_counter
-    try:
-        reader, writer = await asyncio.open_connection(HOST, port)
-    except OSError as exc:
-        st.errors += 1
-        st.sample_bad = st.sample_bad or f"connect: {exc!r}"
-        return
-    n = 0
-    interval, due = pace if pace else (0.0, 0.0)
-    try:
-        while st.total < cap:
-            t0 = perf()
-            if pace is None:
-                if t0 >= w_end:
-                    break
-            elif due >= w_end:
-                break
-            elif t0 < due:
-                await asyncio.sleep(due - t0)
-                t0 = perf()
-            else:
-                t0 = due  # behind schedule because the last answer was late
-            writer.write(template.replace(PLACEHOLDER, b"%03d%09d" % (cid, n)))
-            n += 1
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head[9:12])
-            lower = head.lower()
-            i = lower.find(b"\r\ncontent-length:")
-            if i < 0:
-                raise RuntimeError(f"response without content-length: {head[:200]!r}")
-            j = lower.find(b"\r\n", i + 2)
-            length = int(lower[i + 17:j])
-            body = await reader.readexactly(length) if length else b""
-            t1 = perf()
-            st.total += 1
-            st.statuses[status] = st.statuses.get(status, 0) + 1
-            if status != 200:
-                st.non200_total += 1
-                if not st.sample_bad:
-                    st.sample_bad = f"{status}: {body[:300]!r}"
-            if (w_start <= due < w_end) if pace else (w_start <= t0 and t1 <= w_end):
-                st.window += 1
-                st.lat.append((t1 - t0) * 1000.0)
-                if status != 200:
-                    st.non200_window += 1
-            due += interval
-            if b"connection: close" in lower:
-                raise RuntimeError("server closed the keep-alive connection")
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, RuntimeError, ValueError) as exc:
-        st.errors += 1
-        st.sample_bad = st.sample_bad or f"connection {cid}: {exc!r}"
-    finally:
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except OSError:
-            pass
-
-
-async def _load(port: int, template: bytes, seconds: float, conns: int, server_pid: int | None,
-                cap: int, rate: float | None = None) -> tuple[_Shared, dict[str, float]]:
-    perf = time.perf_counter
-    start = perf()
-    w_start = start + WARMUP_S
-    w_end = w_start + seconds
-    st = _Shared()
-    marks: dict[str, tuple[float, ...]] = {}
-
-    async def sampler() -> None:  # CPU of client and server at the window's edges
-        for name, at in (("start", w_start), ("end", w_end)):
-            await asyncio.sleep(max(0.0, at - perf()))
-            busy, irq, steal = machine_cpu()
-            marks[name] = (perf(), time.process_time(), cpu_seconds_of(server_pid) if server_pid else float("nan"),
-                           main_thread_cpu_of(server_pid) if server_pid else float("nan"), busy, irq, steal)
-
-    interval = conns / rate if rate else 0.0  # open loop: connections take turns, together `rate` requests/s
-    tasks = [asyncio.create_task(_connection(c, port, template, st, w_start, w_end, cap,
-                                             (interval, start + 0.05 + c * interval / conns) if rate else None))
-             for c in range(conns)]
-    tasks.append(asyncio.create_task(sampler()))
-    _done, pending = await asyncio.wait(tasks, timeout=WARMUP_S + seconds + 15)  # hard time bound
-    for t in pending:
-        t.cancel()
-    if pending:
-        st.errors += len(pending)
-        st.sample_bad = st.sample_bad or f"{len(pending)} connection(s) did not finish in time"
-        await asyncio.gather(*pending, return_exceptions=True)
-    if "start" in marks and "end" in marks:
-        a, b = marks["start"], marks["end"]
-        wall = b[0] - a[0]
-        d = [(y - x) / wall for x, y in zip(a[1:], b[1:])]
-        return st, {"wall": wall, "client_cpu": d[0], "server_cpu": d[1], "server_loop_cpu": d[2],
-                    "machine_busy": d[3], "irq": d[4], "steal": d[5], "other_cpu": d[3] - d[4] - d[0] - d[1]}
-    return st, {"wall": seconds}
-
-
-def run_load(label: str, port: int, template: bytes, events_per_request: int, seconds: float, conns: int,
-             server_pid: int | None, rate: float | None = None) -> LoadResult:
-    pacing = f", paced at {rate:,.0f} req/s" if rate else ""
-    log(f"load {label}: {conns} connections, {WARMUP_S:.0f} s warm-up + {seconds:g} s, {len(template)} bytes/request"
-        + pacing)
-    st, cpu = uvloop.run(_load(port, template, seconds, conns, server_pid, MAX_REQUESTS, rate))
-    nan = float("nan")
-    res = LoadResult(label, events_per_request, seconds=cpu["wall"], requests=st.window, non200=st.non200_window,
-                     errors=st.errors, total_requests=st.total, total_non200=st.non200_total,
-                     statuses=dict(st.statuses), sample_bad=st.sample_bad, latencies_ms=sorted(st.lat),
-                     client_cpu=cpu.get("client_cpu", nan), server_cpu=cpu.get("server_cpu", nan),
-                     server_loop_cpu=cpu.get("server_loop_cpu", nan), machine_busy=cpu.get("machine_busy", nan),
-                     other_cpu=cpu.get("other_cpu", nan), irq=cpu.get("irq", nan), steal=cpu.get("steal", nan),
-                     hit_cap=st.total >= MAX_REQUESTS, paced_rps=rate or 0.0)
-    log(f"  {res.rps:,.0f} req/s, {res.eps:,.0f} ev/s, non-200 {res.non200_share:.4%}, "
-        f"cpu (cores): client {res.client_cpu:.2f}, server {res.server_cpu:.2f} (loop thread {res.server_loop_cpu:.2f}), "
-        f"softirq {res.irq:.2f}, other processes {res.other_cpu:.2f}, machine {res.machine_busy:.2f}/{os.cpu_count()}, "
-        f"steal {res.steal:.2f}"
-        + (f", first problem: {res.sample_bad}" if res.sample_bad else ""))
-    return res
 
 
 # ------------------------------------------------------------------------------- the servers
-
-class ServerProc:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.port = 0
-        self.log_path = log_path
-        self._fh = open(log_path, "wb")
-        self.p = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-
-    def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def wait_ready(self, url: str, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.p.poll() is not None:
-                raise RuntimeError(f"{self.name} exited {self.p.returncode}:\n{self.output()[-3000:]}")
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready at {url} in {timeout}s:\n{self.output()[-3000:]}")
-
-    def stop(self, timeout: float = 30) -> int | None:
-        """SIGTERM to this process only (by pid), wait; SIGKILL only if it will not stop."""
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} did not stop in {timeout}s after SIGTERM; killing pid {self.p.pid}")
-                self.p.kill()
-                self.p.wait(10)
-        if not self._fh.closed:
-            self._fh.close()
-        return self.p.returncode
-
-
-def create_project(env: dict[str, str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "moneytrail", "projects", "create", "Bench", "--json"],
-                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        raise RuntimeError(f"projects create failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return orjson.loads(out.stdout.strip().splitlines()[-1])
-
 
 def serve_argv(profile: str | None, extra: list[str]) -> list[str]:
     cmd = ["-m", "moneytrail", "serve", *extra]
@@ -449,15 +99,6 @@ class Target:
     who: str  # "embedded" | "kafka" | "ceiling"
     proc: ServerProc
     templates: dict[str, bytes]  # "single" | "batch" -> request bytes
-
-
-def kafka_reachable(bootstrap: str) -> bool:
-    host, _, port = bootstrap.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 def _profile_path(profile: str | None, who: str) -> str | None:
@@ -508,36 +149,8 @@ def start_ceiling(tmp: Path) -> Target:
     return target
 
 
-def wait_quiet(max_wait: float, threshold: float = 0.25) -> float:
-    """Wait (at most max_wait s) until the rest of the machine is nearly idle; the machine may be
-    shared with other work. Returns the cores busy in the last 0.5 s sample."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        b0 = machine_cpu()[0]
-        time.sleep(0.5)
-        busy = (machine_cpu()[0] - b0) / 0.5
-        if busy < threshold or time.monotonic() >= deadline:
-            if busy >= threshold:
-                log(f"machine still {busy:.2f} cores busy after waiting {max_wait:g} s; measuring anyway")
-            return busy
-        time.sleep(0.5)
-
-
 PHASE_OF = {"embedded": "mt", "kafka": "kafka", "ceiling": "raw"}
 Results = dict[str, dict[str, LoadResult]]  # target -> kind ("single" | "batch") -> result
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix + ".")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
 
 
 def throughput(tmp: Path, args: argparse.Namespace, phases: set[str]) -> tuple[Results, Results]:
@@ -558,8 +171,9 @@ def throughput(tmp: Path, args: argparse.Namespace, phases: set[str]) -> tuple[R
             if args.wait_quiet > 0:
                 wait_quiet(args.wait_quiet)
             label = f"{target.who} {KIND_NAME[kind]}{' paced' if rate else ''}"
-            return run_load(label, target.proc.port, target.templates[kind], 1 if kind == "single" else BATCH_SIZE,
-                            args.seconds, args.connections, target.proc.p.pid, rate=rate)
+            template = target.templates[kind]
+            return run_load(label, target.proc.port, templated(template), 1 if kind == "single" else BATCH_SIZE,
+                            args.seconds, args.connections, target.proc.p.pid, rate=rate, request_bytes=len(template))
 
         for kind in ("single", "batch"):
             for target in targets:
@@ -640,7 +254,7 @@ def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_eve
                 for i in range(n):
                     time.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
                     mid = f"lat-{run}-{i:05d}"
-                    body = orjson.dumps(_page(mid, i))
+                    body = orjson.dumps(page_event(mid, i))
                     started = time.perf_counter()
                     with lock:
                         pending[mid] = started
@@ -700,10 +314,6 @@ def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_eve
 
 
 # ----------------------------------------------------------------------------------- summary
-
-def _fmt(x: float) -> str:
-    return "-" if math.isnan(x) else f"{x:,.0f}"
-
 
 SINGLE_RATIO_TARGET = 0.6  # issue 3: single events >= 0.6x the ceiling measured in the same run
 BATCH_EPS_TARGET = 50_000  # 20-event batches >= 50 000 events/s on one core
