@@ -283,9 +283,8 @@ def latency_phase(tmp: Path, n: int, rate: float, poll_s: float = 0.005, per_eve
             if not ids and state["sender_done"]:
                 break
             if ids:
-                literal = "[" + ",".join("'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in ids) + "]"
                 q0 = time.perf_counter()
-                rows = wh.rows("SELECT DISTINCT touch_id FROM touches WHERE touch_id IN {ids:Array(String)}", {"ids": literal})
+                rows = wh.rows("SELECT DISTINCT touch_id FROM touches WHERE touch_id IN {ids:Array(String)}", {"ids": ids})
                 seen_at = time.perf_counter()
                 query_ms.append((seen_at - q0) * 1000)
                 polls += 1
