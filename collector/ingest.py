@@ -172,52 +172,22 @@ def envelope_record(
     page = ctx.get("page")
     if page is None and wire_type == "page":
         return Refusal(RejectReason.schema_violation, "context.page: a page message needs context.page.url")
-    flags: list[str] = []
-    try:
-        ts = _utc(ts) if (ts := msg.get("timestamp")) else received_at
-        sent_at = _utc(sent_at) if (sent_at := msg.get("sentAt")) else None
-        if sent_at is not None:  # the client's clock is off by (sent_at - received_at): undo it
-            ts = ts + (received_at - sent_at)
-    except (OverflowError, ValueError) as exc:  # year 1 with a +05:00 offset is not a UTC time
-        return Refusal(RejectReason.time_out_of_range, f"event time out of range: {exc}")
-    if (bad_time := time_problem(ts, "timestamp (corrected by sentAt)")) is not None:
-        return Refusal(bad_time.reason, bad_time.detail)
     if latest is None:
         latest = received_at + timedelta(seconds=rules.skew_tolerance_s)
-    if ts > latest:
-        flags.append("clock_skew")
-        ts = received_at
-
-    raw_campaign = ctx.get("campaign")
-    campaign: dict[str, str] = {}
-    if raw_campaign:  # declared fields first, then extras (the order the envelope has always had)
-        campaign = {k: raw_campaign[k] for k in _CAMPAIGN_FIELDS if type(raw_campaign.get(k)) is str}
-        campaign.update((k, v) for k, v in raw_campaign.items() if k not in campaign and type(v) is str
-                        and k not in _CAMPAIGN_FIELDS)
-        for k, v in campaign.items():  # extra keys (gclid, utm_id...) are not bounded by MESSAGE
-            if len(v) > MAX_CAMPAIGN_VALUE and k not in _CAMPAIGN_FIELDS:
-                return Refusal(RejectReason.value_too_long,
-                               f"context.campaign.{k} is {len(v)} characters; at most {MAX_CAMPAIGN_VALUE}")
+    times = _event_times(msg, received_at, latest)
+    if type(times) is Refusal:
+        return times
+    ts, sent_at, flags = times  # type: ignore[misc]
+    campaign = _campaign_of(raw_campaign) if (raw_campaign := ctx.get("campaign")) else {}
+    if type(campaign) is Refusal:
+        return campaign
     properties = msg.get("properties") or _EMPTY
     if wire_type == "track" and properties and msg["event"].strip().lower() in ORDER_EVENTS:
         if (bad_value := order_value_problem(properties)) is not None:  # it becomes a sale: money rules
             return Refusal(bad_value.reason, bad_value.detail)
     traits = msg.get("traits") or _EMPTY
-    ctx_traits = ctx.get("traits")  # analytics.js puts traits here on track
-    if (traits or properties or ctx_traits) and _names_someone(traits, properties, ctx_traits):
-        who = extract_identity(rules.hasher, project, rules.default_region, traits, properties,
-                               ctx_traits if isinstance(ctx_traits, dict) else {})
-        ids, masked = dict(who.ids), who.masked
-    else:
-        ids, masked = {}, {}
     user_id = msg.get("userId")
-    if user_id:
-        ids["user"] = user_id
-    if properties:
-        for prop, kind in (("ref_code", "ref"), ("promo_code", "promo")):  # the tracker's messenger ref code, promo codes
-            value = properties.get(prop)
-            if isinstance(value, str) and value.strip():
-                ids[kind] = value.strip().upper()[:64]
+    ids, masked = _identifiers(msg, ctx, traits, properties, user_id, project, rules)
     anonymous_id = msg.get("anonymousId")
     if page is None:
         page = _EMPTY
@@ -252,6 +222,59 @@ def envelope_record(
     }
     key = f"{project}:{anonymous_id or user_id}".encode()  # Envelope.key: one visitor stays on one partition
     return key, orjson.dumps(envelope, option=_DUMPS_OPTIONS)
+
+
+def _event_times(msg: Any, received_at: datetime, latest: datetime) -> tuple[datetime, datetime | None, list[str]] | Refusal:
+    """(the event's time, its sentAt, flags): the client's clock corrected by sentAt; a time past
+    `latest` is flagged clock_skew and becomes received_at."""
+    flags: list[str] = []
+    try:
+        ts = _utc(ts) if (ts := msg.get("timestamp")) else received_at
+        sent_at = _utc(sent_at) if (sent_at := msg.get("sentAt")) else None
+        if sent_at is not None:  # the client's clock is off by (sent_at - received_at): undo it
+            ts = ts + (received_at - sent_at)
+    except (OverflowError, ValueError) as exc:  # year 1 with a +05:00 offset is not a UTC time
+        return Refusal(RejectReason.time_out_of_range, f"event time out of range: {exc}")
+    if (bad_time := time_problem(ts, "timestamp (corrected by sentAt)")) is not None:
+        return Refusal(bad_time.reason, bad_time.detail)
+    if ts > latest:
+        flags.append("clock_skew")
+        ts = received_at
+    return ts, sent_at, flags
+
+
+def _campaign_of(raw_campaign: dict[str, Any]) -> dict[str, str] | Refusal:
+    """context.campaign's text values: declared fields first, then extras (the order the envelope
+    has always had)."""
+    campaign = {k: raw_campaign[k] for k in _CAMPAIGN_FIELDS if type(raw_campaign.get(k)) is str}
+    campaign.update((k, v) for k, v in raw_campaign.items() if k not in campaign and type(v) is str
+                    and k not in _CAMPAIGN_FIELDS)
+    for k, v in campaign.items():  # extra keys (gclid, utm_id...) are not bounded by MESSAGE
+        if len(v) > MAX_CAMPAIGN_VALUE and k not in _CAMPAIGN_FIELDS:
+            return Refusal(RejectReason.value_too_long,
+                           f"context.campaign.{k} is {len(v)} characters; at most {MAX_CAMPAIGN_VALUE}")
+    return campaign
+
+
+def _identifiers(msg: Any, ctx: Any, traits: Any, properties: Any, user_id: Any, project: str,
+                 rules: IngestRules) -> tuple[dict[str, str], dict[str, str]]:
+    """(ids, masked): the phone and email hashes named in traits or properties, the user id, the
+    tracker's messenger ref code and promo codes."""
+    ctx_traits = ctx.get("traits")  # analytics.js puts traits here on track
+    if (traits or properties or ctx_traits) and _names_someone(traits, properties, ctx_traits):
+        who = extract_identity(rules.hasher, project, rules.default_region, traits, properties,
+                               ctx_traits if isinstance(ctx_traits, dict) else {})
+        ids, masked = dict(who.ids), who.masked
+    else:
+        ids, masked = {}, {}
+    if user_id:
+        ids["user"] = user_id
+    if properties:
+        for prop, kind in (("ref_code", "ref"), ("promo_code", "promo")):
+            value = properties.get(prop)
+            if isinstance(value, str) and value.strip():
+                ids[kind] = value.strip().upper()[:64]
+    return ids, masked
 
 
 def order_value_problem(properties: dict[str, Any]) -> Invalid | None:

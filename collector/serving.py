@@ -5,7 +5,7 @@ proxy_headers=False: uvicorn's own proxy support believes X-Forwarded-For from f
 (default 127.0.0.1) and overwrites the socket peer with it before the app sees the request, so a
 local client (or a sidecar) could pick any address for the per-IP rate limits and the YooKassa IP
 allow-list. The collector resolves the client address itself from the peer and the project's
-configured trusted proxies (collector/app.py client_ip_of, setting trusted_proxies); that setting
+configured trusted proxies (collector/routes/context.py client_ip_of, setting trusted_proxies); that setting
 is the only authority.
 
 http=EdgeHttpProtocol: httptools has no limit on the request head and uvicorn none on the time to
