@@ -18,7 +18,6 @@ from .routes.ingest import Edge, Hot, Reply
 from .routes.reports import csv_of
 
 __all__ = ["Edge", "Hot", "Reply", "client_ip", "client_ip_of", "create_app", "csv_of"]
-_csv = csv_of  # the old name, still imported by moneytrail/cli.py and a test
 
 
 def create_app(

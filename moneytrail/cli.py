@@ -592,7 +592,7 @@ def report(
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Print a report as a table (with a total row), JSON or CSV."""
-    from collector.app import _csv
+    from collector.routes.reports import csv_of
 
     settings = root.load_settings(data_dir=data_dir)
     query = {k: str(v) for k, v in {"from": date_from, "to": date_to, "model": model, "currency": currency,
@@ -625,7 +625,7 @@ def report(
     if fmt == "json":
         print(orjson.dumps(result).decode())
     elif fmt == "csv":
-        print(_csv(result), end="")
+        print(csv_of(result), end="")
     else:
         _print_table(result)
 

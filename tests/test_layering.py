@@ -44,12 +44,7 @@ PURE_MAY_IMPORT = set(sys.stdlib_module_names) | {"numpy", "schemas", "stream_pr
 
 # Known violations in files being restructured right now, each with its way out; the last test
 # fails when one no longer happens, so the entry is deleted with the fix.
-KNOWN = {
-    # `moneytrail report --format csv` prints with the API's CSV writer, a private function of
-    # collector/app.py; the routes are moving out of app.py (issue 12 item 1), and the CSV writer
-    # becomes public there (e.g. a `csv_of` of the reports routes), then this entry goes.
-    "moneytrail/cli.py: imports private name _csv from collector.app",
-}
+KNOWN: set[str] = set()
 
 
 def _is_private(name: str) -> bool:

@@ -66,7 +66,7 @@ from pydantic import ValidationError
 from schemas.envelope import IDENTIFY
 from schemas.families import DEAL, DealChange
 from schemas.reasons import RejectReason
-from schemas.values import reason_of
+from schemas.values import reason_of, time_problem
 
 from .base import Accepted, Draft, Refused, VendorRequest, VendorResult, not_configured
 from .base import why as _why
@@ -342,7 +342,15 @@ def _when(item: dict[str, Any], keys: tuple[str, ...], default: datetime) -> tup
         if not _SECONDS.fullmatch(text):
             return Refused(RejectReason.schema_violation, f"{key} {str(value)[:40]!r} is not unix seconds")
         secs = int(text)
-        return datetime.fromtimestamp(secs, UTC), secs
+        try:
+            at = datetime.fromtimestamp(secs, UTC)
+        except (OverflowError, ValueError, OSError):
+            at = None
+        problem = time_problem(at, key) if at is not None else None
+        if at is None or problem is not None:  # refused here, with the field's name, not later at the edge
+            return Refused(RejectReason.time_out_of_range,
+                           problem.detail if problem else f"{key} {text[:40]} is out of range")
+        return at, secs
     return default, None
 
 

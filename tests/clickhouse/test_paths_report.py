@@ -155,13 +155,13 @@ def test_datadriven_report_conserves_money_and_matches_the_models(wh, shop):
 def test_both_reports_flow_from_query_parameters_to_csv(wh, shop):
     """What GET /api/reports/{name} does, minus HTTP: the query string through root.report_request,
     reports.run, and the CSV writer (one folder per process: no second chDB for a server here)."""
-    from collector.app import _csv
+    from collector.routes.reports import csv_of
     from moneytrail import root
 
     for name, first_column in (("paths", "section"), ("datadriven", "channel")):
         req = root.report_request(name, shop, {"from": "2026-05-01", "to": "2026-05-31", "currency": "kzt"})
         out = reports.run(wh, req)
-        lines = _csv(out).splitlines()
+        lines = csv_of(out).splitlines()
         assert lines[0].split(",")[0] == first_column
         assert len(lines) == 1 + len(out["rows"]) + 1 and lines[-1].startswith("Total")
     assert out["model"] == "markov+shapley" and out["total"]["shapley_revenue"] == "230000.00"
