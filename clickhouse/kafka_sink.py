@@ -18,7 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from schemas import topics
 
 from .maintenance import Upkeep
-from .sink import TABLE_OF_TOPIC, SinkHealth, convert, insert_with_retry
+from .sink import TABLE_OF_TOPIC, SinkHealth, convert, write_batch
 from .warehouse import Warehouse
 
 log = logging.getLogger("moneytrail.sink")
@@ -152,7 +152,8 @@ async def run_kafka_sink(
                 rows, dead = convert(name, [m.value for m in msgs])
                 token = f"{tp.topic}-{tp.partition}-{msgs[0].offset}-{msgs[-1].offset}"
                 for table, part in ((TABLE_OF_TOPIC[name], rows), ("dead_letters", dead)):
-                    if part and not await asyncio.to_thread(insert_with_retry, wh, table, part, f"{token}-{table}",
+                    # credits and touches: their live-aggregate deltas first, under the same planned token
+                    if part and not await asyncio.to_thread(write_batch, wh, table, part, f"{token}-{table}",
                                                             stop.is_set, health=health):
                         return  # stopping: uncommitted records are re-read by the next sink
                 offsets[tp] = msgs[-1].offset + 1

@@ -51,14 +51,16 @@ def _with_fragments(text: str, depth: int = 0, instead: dict[str, str] | None = 
 
 
 @cache
-def _sql(name: str, live: bool = False) -> str:
+def _sql(name: str, live: bool = False, aggregates: bool = False) -> str:
     """A report's query. It returns its rows and its total row together (GROUPING SETS), the
     total flagged is_total = 1, so both come from one snapshot of the data. live: its credits are
-    the live ones (_credits_live.sql), not credited at query time (_credited.sql)."""
+    the live ones (_credits_live.sql), not credited at query time (_credited.sql); aggregates:
+    their sums from the live aggregates (_credits_aggregated.sql)."""
     if name not in NAMES:
         raise UnknownReport(name)
+    fragment = "_credits_aggregated.sql" if live and aggregates else "_credits_live.sql" if live else None
     return _with_fragments((REPORTS / f"{name}.sql").read_text(),
-                           instead={"_credited.sql": "_credits_live.sql"} if live else None)
+                           instead={"_credited.sql": fragment} if fragment else None)
 
 
 # The rule-based models, recomputed in SQL exactly as the live processors credit them.
@@ -144,9 +146,17 @@ def run(wh: Warehouse, req: ReportRequest) -> dict[str, Any]:
                            seed=req.seed)
     rows, total = [], {}
     params = _bounds(req)
-    attribution = _attribution(wh, req, params)
+    if req.name == "live":  # the live aggregates' hours; UTC days where the zone's days are not whole hours
+        attribution: dict[str, Any] | None = {"computed": "live credits", "read": "live aggregates"}
+        if not _whole_hours(params):
+            attribution["why"] = f"the days of {params['tz']} are not whole UTC hours (the aggregates' buckets): UTC days"
+            req = replace(req, timezone="UTC")
+            params = _bounds(req)
+    else:
+        attribution = _attribution(wh, req, params)
     live = attribution is not None and attribution["computed"] == "live credits"
-    for row in wh.rows(_sql(req.name, live=live), params):
+    aggregates = live and attribution.get("read") == "live aggregates"
+    for row in wh.rows(_sql(req.name, live=live, aggregates=aggregates), params):
         if "key" in row:  # the grouping column, named after what it groups by
             row = {(req.group_by if k == "key" else k): v for k, v in row.items()}
         if row.pop("is_total", 0):
@@ -208,11 +218,25 @@ def _attribution(wh: Warehouse, req: ReportRequest, params: dict[str, Any]) -> d
         cover = wh.rows(live_coverage_sql(), {**params, "model": QUERY_TIME_MODELS[0]})[0]
         wanted, credited, (stale, stale_why) = tuple(cover["wanted"]), tuple(cover["credited"]), cover["stale"]
         if wanted == credited and wanted[0] and not stale:
-            return {"computed": "live credits", "credited_at": str(cover["credited_at"])}
+            out = {"computed": "live credits", "credited_at": str(cover["credited_at"])}
+            # their sums (the live aggregates' hours) when they are the same numbers; else the credits
+            if not _whole_hours(params):
+                return {**out, "read": "credits", "why": f"the days of {params['tz']} are not whole UTC hours "
+                                                         "(the live aggregates' buckets)"}
+            if cover["foreign_money"]:
+                return {**out, "read": "credits", "why": f"money in another currency with a rate to {req.currency} "
+                                                         "is converted credit by credit"}
+            return {**out, "read": "live aggregates"}
         why = (stale_why if stale else
                f"live credits cover {credited[0]} of the range's {wanted[0]} conversions" if wanted != credited
                else "no conversion in the range")
     return {"computed": "query time", "why": why}
+
+
+def _whole_hours(params: dict[str, Any]) -> bool:
+    """Whether the range's bounds (_bounds: UTC instants) are whole hours: the live aggregates'
+    buckets are UTC hours, which serve any time zone a whole number of hours off UTC exactly."""
+    return all(params[k].endswith(":00:00.000") for k in ("from", "to"))
 
 
 def _money_quality(wh: Warehouse, req: ReportRequest) -> list[dict[str, Any]]:

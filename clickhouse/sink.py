@@ -2,7 +2,8 @@
 
 Every batch carries a deterministic insert_deduplication_token, so a retried insert of the same
 batch adds 0 rows; tables are ReplacingMergeTree on deterministic ids, so a record delivered twice
-in different batches (at-least-once) collapses to one row.
+in different batches (at-least-once) collapses to one row. A batch of credits or touches first
+writes the exact change it makes to the live aggregates (clickhouse/live.py; write_batch).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 from schemas import topics
 from schemas.reasons import RejectReason
 
+from . import live
 from .maintenance import Upkeep
 from .warehouse import Warehouse, WarehouseError
 
@@ -267,6 +269,54 @@ def insert_with_retry(wh: Warehouse, table: str, rows: list[dict[str, Any]], tok
     return True
 
 
+def live_token(token: str) -> str:
+    """The token of a batch's live-aggregate deltas."""
+    return piece_token(token, -2, 0) if len(token) + 5 > 128 else f"{token}-live"
+
+
+def _live_deltas(wh: Warehouse, table: str, rows: list[dict[str, Any]], stop: Callable[[], bool],
+                 max_backoff_s: float, health: SinkHealth) -> list[dict[str, Any]] | None:
+    """The batch's deltas (live.deltas), reading the warehouse; retried without limit while it is
+    unavailable (None: stopping meanwhile). A read the warehouse refuses DATA_RETRIES + 1 times
+    (no such read is known) is logged and the batch goes in without deltas rather than stopping
+    the topic for good."""
+    delay, refused = 0.1, 0
+    while True:
+        try:
+            return live.deltas(wh, table, rows)
+        except WarehouseError as exc:
+            health.failed(exc)
+            if not warehouse_unavailable(exc):
+                refused += 1
+                if refused > DATA_RETRIES:
+                    log.error("could not compute the live aggregates of a %s batch (%d rows), written without "
+                              "them: %s", table, len(rows), health.last_error)
+                    return []
+            log.warning("reading %s for the live aggregates failed, retrying in %.1fs: %s", table, delay,
+                        health.last_error)
+            if _pause(delay, stop):
+                return None
+            delay = min(delay * 2, max_backoff_s)
+
+
+def write_batch(wh: Warehouse, table: str, rows: list[dict[str, Any]], token: str,
+                stop: Callable[[], bool] = lambda: False, max_backoff_s: float = 5.0,
+                health: SinkHealth | None = None) -> bool:
+    """insert_with_retry, and for credits and touches their live-aggregate deltas first (under
+    live_token(token)): deltas computed against the warehouse before the rows are in, so a batch
+    re-written after a crash between the two computes the same deltas under the same token (the
+    warehouse drops them) and one re-written after both computes none (clickhouse/live.py)."""
+    health = health if health is not None else SinkHealth()
+    target = live.LIVE_OF.get(table)
+    if target is not None and rows:
+        deltas = _live_deltas(wh, table, rows, stop, max_backoff_s, health)
+        if deltas is None:
+            return False
+        if deltas and not insert_with_retry(wh, target, deltas, live_token(token), stop, max_backoff_s, health):
+            return False
+    return insert_with_retry(wh, table, rows, token, stop, max_backoff_s, health)
+
+
 @dataclass
 class _Pending:
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -337,7 +387,7 @@ class BatchingSink:
                     continue
                 self._pending[table] = _Pending()
                 token = batch_token(table, pending.ids)
-                written = await asyncio.to_thread(insert_with_retry, self._wh, table, pending.rows, token,
+                written = await asyncio.to_thread(write_batch, self._wh, table, pending.rows, token,
                                                   self._stopping, health=self.health)
                 if written:
                     self.rows_written += len(pending.rows)

@@ -12,6 +12,11 @@ conversions, leases and links also go through the persons stage: every conversio
 (a newer version than any live one, so the live credits and the live view follow the new rules)
 and the identity graph is rebuilt, its mapping rows written above the existing versions. The caller
 then puts the rebuilt store in place of the live one (cli.py), so live crediting goes on from it.
+
+Last, the replayed projects' live aggregates (live_money, live_visits) are summed afresh from
+credits_current and touches FINAL (clickhouse/live.py rebuild): touches deleted or rewritten and
+credits re-versioned leave nothing stale there. Hours are UTC, so a project's time zone change
+(`moneytrail projects timezone`) needs no rebuild.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from clickhouse import live
 from clickhouse.sink import TABLE_OF_TOPIC, SinkHealth, convert, insert_with_retry
 from clickhouse.warehouse import Warehouse
 from stream_processors.outputs import records_of
@@ -113,6 +119,8 @@ def replay(wh: Warehouse, config: ProcessorConfig, project: str | None = None,
         wh.command("DELETE FROM touches WHERE project = {p:String} AND processed_at < {t:DateTime64(3, 'UTC')}",
                    {"p": p, "t": started_at})
     _mark_live_credits(wh, out.projects, rebuilt=persons is not None and project is None)
+    for p in sorted(out.projects | ({project} if project else set())):  # after every write of the replay
+        live.rebuild(wh, p)
     out.seconds = time.monotonic() - started
     return out
 

@@ -266,8 +266,15 @@ def run_persons_stage(wh, records, config) -> tuple[str, dict[str, list[dict]]]:
         out = stage.step(topic, orjson.dumps(row))
         tables["identity_map"] += out.identity
         tables["credits"] += out.credits
+    from clickhouse.sink import write_batch
+
     for table, rows in tables.items():
-        wh.insert(table, rows)
+        if table != "credits":
+            write_batch(wh, table, rows, f"{p}-{table}")  # touches: with their live-aggregate deltas
+    # the credits as the sink gets them: in the order emitted, in batches of 7 rows, so a version's
+    # rows are split over two batches as often as not (the live aggregates must follow that too)
+    for n in range(0, len(tables["credits"]), 7):
+        write_batch(wh, "credits", tables["credits"][n:n + 7], f"{p}-credits-{n}")
     return p, tables
 
 

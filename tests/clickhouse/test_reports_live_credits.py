@@ -57,6 +57,7 @@ def test_the_live_credits_give_the_query_time_rows(wh, stream, model, group_by):
     p = _run_live_stage(wh, records, lookback)
     live = _report(wh, p, lookback, model=model, group_by=group_by)
     assert live["attribution"]["computed"] == "live credits", live["attribution"]
+    assert live["attribution"]["read"] == "live aggregates", live["attribution"]  # their sums (migration 0014)
     recomputed = _report(wh, p, lookback, model=model, group_by=group_by, recompute=True)
     assert recomputed["attribution"] == {"computed": "query time", "why": "recompute requested"}
     _same(live, recomputed, model)

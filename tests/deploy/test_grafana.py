@@ -14,7 +14,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from datetime import date, datetime, time as dtime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from clickhouse.reports import ReportRequest
+from clickhouse.sink import write_batch
 from stream_processors.attribution import MODELS, UNATTRIBUTED
 from tests.deploy.test_compose import TEST_ENV, load_compose
 
@@ -136,7 +136,8 @@ def seed(wh: Any, today: date) -> None:
         {"project_id": "gone", "name": "Closed shop", "write_key_hash": "", "read_token_hash": "",
          "webhook_secret_hash": "", "origins": [], "created_at": _at(d1), "updated_at": _at(d1), "deleted": 1},
     ])
-    wh.insert("touches", [
+    # touches and credits as the sink writes them: with their live-aggregate deltas (clickhouse/live.py)
+    write_batch(wh, "touches", [
         _touch(SHOP, "t1", "a1", "Paid Search", d1),
         _touch(SHOP, "t2", "a1", "Social", d2, source="instagram"),
         _touch(SHOP, "t3", "a2", "Paid Search", d2),
@@ -145,11 +146,11 @@ def seed(wh: Any, today: date) -> None:
         _touch(SHOP, "t6", "a2", "Social", d3, hour=9, source="instagram"),
         _touch(SHOP, "t0", "a0", "Paid Search", old),  # out of range
         _touch(OTHER, "x1", "b1", "Paid Search", d3),  # another project
-    ], token="grafana-touches-1")
-    wh.insert("touches", [_touch(SHOP, "t3", "a2", "Paid Search", d2)], token="grafana-touches-2")  # redelivered
+    ], "grafana-touches-1")
+    write_batch(wh, "touches", [_touch(SHOP, "t3", "a2", "Paid Search", d2)], "grafana-touches-2")  # redelivered
 
     lnd, ft = "last_non_direct", "first_touch"
-    wh.insert("credits", [
+    write_batch(wh, "credits", [
         # last_non_direct
         _credit("c1", "lead1", "lead", d1, lnd, "Paid Search", "1", "0"),
         _credit("c2", "lead2", "lead", d2, lnd, "Paid Search", "1", "0"),
@@ -170,9 +171,9 @@ def seed(wh: Any, today: date) -> None:
         _credit("f4", "pay3", "payment", d3, ft, UNATTRIBUTED, "1", "80000"),
         # another project
         _credit("o1", "opay", "payment", d3, lnd, "Paid Search", "1", "777777", project=OTHER),
-    ], token="grafana-credits-1")
-    wh.insert("credits", [_credit("c4", "pay1", "payment", d2, lnd, "Social", "1", "300000")],
-              token="grafana-credits-2")  # at-least-once: the same credit_id again
+    ], "grafana-credits-1")
+    write_batch(wh, "credits", [_credit("c4", "pay1", "payment", d2, lnd, "Social", "1", "300000")],
+                "grafana-credits-2")  # at-least-once: the same credit_id again
 
     wh.insert("ad_spend", [
         # (d2, google): two imports, the later one replaces the earlier
@@ -187,22 +188,15 @@ def seed(wh: Any, today: date) -> None:
         _spend(old, "google", "Paid Search", "999999", "imp-g", _at(old, 20), "r1"),  # out of range
         _spend(d3, "google", "Paid Search", "888888", "imp-h", _at(d3, 20), "r1", project=OTHER),
     ])
-    # A stale snapshot of the live table with wrong numbers: the panels must read only the latest.
-    stale = (datetime.now(timezone.utc) - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    wh.insert("live_channel_daily", [
-        {"project": SHOP, "day": d3.isoformat(), "channel": "Paid Search", "campaign": "spring", "model": lnd,
-         "currency": "KZT", "visits": 999, "leads": "99", "sales": "99", "sales_value": "9999999",
-         "revenue": "9999999", "refreshed_at": stale},
-    ])
 
 
-# Every non-bot visit of SHOP the live table must hold once its refresh has seen the rows above.
+# Every non-bot visit of SHOP the live aggregates hold (t1..t4, t6, t0).
 SEEDED_VISITS = 6
 
 
 def serve_queries(folder: str, today: str) -> None:
-    """In the child process: a fresh warehouse, every migration, the rows, a refresh of the live
-    table, then each query of stdin ({name: sql}) -> stdout ({name: {"rows"|"error"}})."""
+    """In the child process: a fresh warehouse, every migration, the rows (and so the live
+    aggregates), then each query of stdin ({name: sql}) -> stdout ({name: {"rows"|"error"}})."""
     from clickhouse.migrate import migrate
     from clickhouse.warehouse import ChdbWarehouse, WarehouseError
 
@@ -211,19 +205,9 @@ def serve_queries(folder: str, today: str) -> None:
     try:
         migrate(wh)
         seed(wh, date.fromisoformat(today))
-        # The refreshable view appends a snapshot every 5 s; ask for one now and wait until the
-        # latest snapshot has seen every row above.
-        for _ in range(20):
-            wh.command("SYSTEM REFRESH VIEW live_channel_daily_refresh")
-            wh.command("SYSTEM WAIT VIEW live_channel_daily_refresh")
-            seen = wh.rows(
-                "SELECT sum(visits) AS v FROM live_channel_daily WHERE project = {p:String} AND model = 'last_touch'"
-                " AND refreshed_at = (SELECT max(refreshed_at) FROM live_channel_daily)", {"p": SHOP})
-            if seen and int(seen[0]["v"] or 0) == SEEDED_VISITS:
-                break
-            time.sleep(0.5)
-        else:
-            raise AssertionError(f"the live table never saw the seeded rows: {seen}")
+        # written with the rows, nothing to wait for (no refresh on a timer any more)
+        seen = wh.rows("SELECT sum(visits) AS v FROM live_visits WHERE project = {p:String}", {"p": SHOP})
+        assert int(seen[0]["v"]) == SEEDED_VISITS, seen
         out: dict[str, Any] = {}
         for name, sql in queries.items():
             try:
@@ -341,10 +325,10 @@ def test_every_panel_is_bound_to_the_project_the_model_and_the_time_range() -> N
         sql = target["rawSql"]
         assert re.search(r"\$__(timeFilter|dateFilter|fromTime|toTime)", sql), f"{title}: ignores the time range"
         assert "${project:sqlstring}" in sql, f"{title}: not filtered by the project"
-        if "live_channel_daily" in sql:
+        assert "live_channel_daily" not in sql, f"{title}: the refreshed table is gone (migration 0014)"
+        if "live_money" in sql:
             assert "${model:sqlstring}" in sql, f"{title}: live credits of every model summed together"
-            assert "refreshed_at = snapshot" in sql and "max(refreshed_at) FROM live_channel_daily" in sql, \
-                f"{title}: must read only the latest snapshot"
+        assert not re.search(r"\bFROM (touches|credits)", sql), f"{title}: reads the rows, not the live aggregates"
         if panel["type"] == "timeseries":
             assert target["format"] == 0 and re.search(r"ORDER BY time\b", sql), title
 

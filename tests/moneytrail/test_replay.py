@@ -75,9 +75,12 @@ def test_replay_is_idempotent_and_applies_new_rules(tmp_path):
     after = _report(env, computed="query time")
     assert {row["channel"]: (row["visits"], row["leads"]) for row in after["rows"]} == {"Google Ads": (40, 10)}
     assert _live_channels(env) == {"Paid Search": 10 * 6}
+    # the live aggregates rebuilt from what is stored: visits on the new rules, credits still the old
+    assert _live_aggregates(env) == ({"Google Ads": 40}, {"Paid Search": 10})
     # ...until a replay of everything rebuilds the persons stage and puts it in place of the live one
     _run({**env, "MONEYTRAIL_CHANNEL_RULES": str(rules)}, "replay")
     assert _live_channels(env) == {"Google Ads": 10 * 6}  # ten leads, six models, one credit each
+    assert _live_aggregates(env) == ({"Google Ads": 40}, {"Google Ads": 10})  # nothing stale left
     state = tmp_path / "data" / "state"
     assert (state / "persons").is_dir() and not (state / "persons.replay").exists()
     assert _report(env) == after
@@ -86,3 +89,12 @@ def test_replay_is_idempotent_and_applies_new_rules(tmp_path):
 def _live_channels(env) -> dict[str, int]:
     rows = query_folder(env, "SELECT channel, count() AS n FROM credits_current WHERE project = 'shop' GROUP BY channel", {})
     return {r["channel"]: r["n"] for r in rows}
+
+
+def _live_aggregates(env) -> tuple[dict[str, int], dict[str, int]]:
+    """live_visits per channel, and live_money's first_touch leads per channel (zero sums left out)."""
+    visits = query_folder(env, "SELECT channel, sum(visits) AS n FROM live_visits WHERE project = 'shop'"
+                               " GROUP BY channel HAVING n != 0", {})
+    leads = query_folder(env, "SELECT channel, toInt64(sum(leads)) AS n FROM live_money WHERE project = 'shop'"
+                              " AND model = 'first_touch' GROUP BY channel HAVING sum(leads) != 0", {})
+    return {r["channel"]: r["n"] for r in visits}, {r["channel"]: r["n"] for r in leads}
