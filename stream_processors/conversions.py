@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from types import EllipsisType
 
 import orjson
 
@@ -95,9 +96,12 @@ def subject_of(env: Envelope) -> tuple[str, str] | None:
     return None
 
 
-def conversions_of(env: Envelope, default_currency: str = "KZT") -> tuple[ConversionRecord, ...]:
+def conversions_of(env: Envelope, default_currency: str = "KZT", subject: tuple[str, str] | None | EllipsisType = ...
+                   ) -> tuple[ConversionRecord, ...]:
+    """The conversions an event is; `subject`: its subject_of when the caller has it already."""
     p = env.properties
-    subject = subject_of(env)
+    if subject is ...:
+        subject = subject_of(env)
     subject_text = f"{subject[0]}:{subject[1]}" if subject else ""
 
     def make(cid: str, kind: str, source: str, value: Decimal | None = None, currency: str | None = None,

@@ -2,10 +2,11 @@
 
 Every identifier an event names belongs to one person, so an event links its hub identifier to each
 other one (a star: n identifiers give n - 1 links, enough to join them). The hub is the event's own
-record (the call, the chat, the deal, the payment; see conversions.subject_of), or the CRM contact
-of a contact update. The evidence says how far the link can be trusted (identity.py): the site's
-login (identify), the CRM's own record, the phone network (a call), the messenger platform, or
-only observed together (a phone typed into a form, a ref code in a first message).
+record (the call, the chat, the deal, the payment: its subject, which the pipeline works out once
+with conversions.subject_of and hands in), or the CRM contact of a contact update. The evidence
+says how far the link can be trusted (identity.py): the site's login (identify), the CRM's own
+record, the phone network (a call), the messenger platform, or only observed together (a phone
+typed into a form, a ref code in a first message).
 
 Links between a call and the number lease it is matched to are not here: the match needs the
 leases of the number (the second stage, persons.py, makes it).
@@ -19,7 +20,6 @@ import orjson
 
 from schemas.envelope import Envelope
 
-from .conversions import subject_of
 from .identity import KIND_RANK, Evidence
 
 # The envelope's id kinds that are identity kinds (all of them, today); "anon" and "user" come
@@ -45,10 +45,9 @@ class LinkRecord:
         return orjson.dumps(self.to_row())
 
 
-def identifiers_of(env: Envelope) -> dict[str, str]:
-    """kind -> value of every identifier the event names (one value per kind)."""
+def identifiers_of(env: Envelope, subject: tuple[str, str] | None) -> dict[str, str]:
+    """kind -> value of every identifier the event names (one value per kind), its subject first."""
     out: dict[str, str] = {}
-    subject = subject_of(env)
     if subject:
         out[subject[0]] = subject[1]
     if env.anonymous_id and "anon" not in out:
@@ -82,8 +81,9 @@ def _evidence(env: Envelope, hub: str, other: str) -> Evidence:
     return Evidence.OBSERVED
 
 
-def links_of(env: Envelope) -> tuple[LinkRecord, ...]:
-    ids = identifiers_of(env)
+def links_of(env: Envelope, subject: tuple[str, str] | None) -> tuple[LinkRecord, ...]:
+    """The links of an event whose subject (conversions.subject_of) is `subject`."""
+    ids = identifiers_of(env, subject)
     if len(ids) < 2:
         return ()
     if env.type == "identify" and "crm_contact" in ids:

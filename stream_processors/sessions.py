@@ -198,48 +198,18 @@ class VisitorSessions:
         if not isinstance(raw, list) or not raw or raw[0] not in (1, STATE_VERSION):
             version = raw[0] if isinstance(raw, list) and raw else None
             raise ValueError(f"unknown visitor-sessions state version {version!r}")
-        past = tuple((int(a), int(b)) for a, b in raw.pop()) if raw[0] == STATE_VERSION else ()
-        (
-            _,
-            session_id,
-            started_us,
-            seen_after_us,
-            events,
-            reported,
-            source,
-            medium,
-            campaign,
-            content,
-            term,
-            click_id_type,
-            ckey,
-            channel,
-            landing_url,
-            referrer_host,
-            user_id,
-            is_bot,
-        ) = raw
+        past: tuple[tuple[int, int], ...] = ()
+        if raw[0] == STATE_VERSION:
+            kept = raw.pop()
+            if kept != []:  # most visitors have no closed session yet: skip the generator
+                past = tuple((int(a), int(b)) for a, b in kept)
+        (_, session_id, started_us, seen_after_us, events, reported, source, medium, campaign, content, term,
+         click_id_type, ckey, channel, landing_url, referrer_host, user_id, is_bot) = raw
         started_at = _EPOCH + timedelta(microseconds=started_us)
-        return cls(
-            session_id=session_id,
-            started_at=started_at,
-            last_seen=started_at + timedelta(microseconds=seen_after_us),
-            events=events,
-            reported=reported,
-            source=source,
-            medium=medium,
-            campaign=campaign,
-            content=content,
-            term=term,
-            click_id_type=click_id_type,
-            click_key=ckey,
-            channel=channel,
-            landing_url=landing_url,
-            referrer_host=referrer_host,
-            user_id=user_id,
-            is_bot=bool(is_bot),
-            past=past,
-        )
+        # positional, in the fields' order: read once per event, ~1 us less than by keyword
+        return cls(session_id, started_at, started_at + timedelta(microseconds=seen_after_us), events, reported,
+                   source, medium, campaign, content, term, click_id_type, ckey, channel, landing_url,
+                   referrer_host, user_id, bool(is_bot), past)
 
 
 def _seconds(at: datetime) -> int:
