@@ -19,6 +19,8 @@ from pathlib import Path
 
 import faust
 import mode
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.utils.functional import consecutive_numbers
 from faust.streams import _current_event  # the context variable Faust's tables read the partition from
 
 from schemas import topics
@@ -111,6 +113,91 @@ class WorkerApp(faust.App):
 
     async def _on_agent_error(self, agent, exc: BaseException) -> None:  # noqa: ANN001 - faust's hook
         exit_for_restart(CRASHED_EXIT_CODE, "agent %s crashed: %r", agent.name, exc, exc=exc)
+
+    def _new_transport(self) -> GuardedTransport:
+        return GuardedTransport(self.conf.broker_consumer, self)
+
+
+class GuardedConsumer(aiokafka_driver.Consumer):
+    """Faust's consumer, except that an offset of an agent's input is committed only once that
+    record, and every record before it, went through an agent's whole batch.
+
+    Faust's own bookkeeping can commit past a record no agent processed, and the record is then
+    lost for good: `_new_offset` lets the committed offset jump a hole of one offset (it compares
+    the first acked offset with the committed one as if that were the last processed, not the
+    next to read), a stream acks a record it skipped as stale (flow control off, an old
+    generation), and a jump in the fetched offsets after a seek is filled in as done (`_gap`). Seen
+    in the kill test: links offset 309 (visitor dev-104-2's phone link) was committed by the
+    restarted worker (committed 309, then 414) although its persons agent never processed it, so
+    the device stayed a person of its own. Input topics are plain (no compaction, no transactions),
+    so their offsets have no holes: a hole is a record that went astray, and the commit waits at it
+    until the watchdog restarts the worker, which reads it again."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.processed: set[tuple[object, int]] = set()  # (tp, offset) whose batch is done, not yet acked
+        self.held_since: dict[object, float] = {}  # tp -> since when its commit waits at a hole
+
+    @property
+    def guarded_topics(self) -> frozenset[str]:
+        return getattr(self.app, "agent_inputs", frozenset())
+
+    def batch_processed(self, events: list) -> None:
+        """The agent's batch is done (outputs, state and changelog acknowledged): its records may be acked."""
+        self.processed.update((e.message.tp, e.message.offset) for e in events)
+
+    def ack(self, message: "faust.types.Message") -> bool:  # type: ignore[override]
+        if message.topic in self.guarded_topics:
+            key = (message.tp, message.offset)
+            if key not in self.processed:
+                return False  # skipped or never processed: the record is read again after a seek
+            self.processed.discard(key)
+        return super().ack(message)
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        # a partition the group never committed starts at its first record (auto_offset_reset earliest)
+        fresh = [tp for tp in self.assignment() if tp.topic in self.guarded_topics and self._committed_offset[tp] is None]
+        if fresh:
+            for tp, offset in (await self.earliest_offsets(*fresh)).items():
+                self._committed_offset[tp] = offset
+        self.held_since.clear()
+
+    def _new_offset(self, tp: "faust.types.TP") -> int | None:
+        if tp.topic not in self.guarded_topics:
+            return super()._new_offset(tp)
+        self._gap.pop(tp, None)
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if not acked or committed is None:
+            return None
+        acked.sort()
+        if acked[0] < committed:  # acks that came in after a revocation, for records committed since
+            stale = [o for o in acked if o < committed]
+            acked[: len(stale)] = []
+            self._acked_index[tp].difference_update(stale)
+            if not acked:
+                return None
+        if acked[0] != committed:  # the next record to commit is not processed yet (or went astray)
+            self.held_since.setdefault(tp, time.monotonic())
+            return None
+        self.held_since.pop(tp, None)
+        run = next(consecutive_numbers(acked))
+        acked[: len(run)] = []
+        self._acked_index[tp].difference_update(run)
+        return run[-1] + 1
+
+    def holes(self, older_than: float) -> dict:
+        """Assigned input partitions whose commit has waited at an unprocessed record for this long
+        while later records were processed (tp -> the committed offset it waits at)."""
+        now, assigned = time.monotonic(), self.assignment()
+        return {tp: self._committed_offset[tp] for tp, since in self.held_since.items()
+                if tp in assigned and now - since >= older_than and self._acked[tp]
+                and min(self._acked[tp]) > self._committed_offset[tp]}
+
+
+class GuardedTransport(aiokafka_driver.Transport):
+    Consumer = GuardedConsumer
 
 
 class ExitingSupervisor(mode.OneForOneSupervisor):
@@ -245,6 +332,7 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
                 with as_current(events[i]):
                     visitors[key] = state.to_bytes()
             await changelog_delivered(app)
+            app.consumer.batch_processed(events)
             watchdog.batch_done()
             yield None
 
@@ -295,10 +383,12 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
                 with as_current(events[-1]):
                     persons.overlay.flush()
             await changelog_delivered(app)
+            app.consumer.batch_processed(events)
             watchdog.batch_done()
             yield None
 
     inputs_of_agents = {raw.get_topic_name(), *name_of}
+    app.agent_inputs = frozenset(inputs_of_agents)  # their commits are guarded (GuardedConsumer)
 
     @app.task
     async def _watch() -> None:
@@ -321,6 +411,10 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
                 log.warning("watchdog check failed (retried in %.0f s): %r", interval, exc)
 
     async def _check_stall() -> None:
+        holes = app.consumer.holes(stall_seconds)
+        if holes:
+            exit_for_restart(STALLED_EXIT_CODE, "stalled: the commit of %s waits at records no agent processed "
+                             "(later ones were) for %s s; they are read again after the restart", holes, stall_seconds)
         if time.monotonic() - watchdog.last_batch < stall_seconds:
             return
         busy = bool(app.in_recovery or app.rebalancing)
