@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     sink_group: str = "moneytrail-sink"
     worker_id: str = "moneytrail-processors"
     worker_web_port: int = 6066
-    worker_stall_seconds: int = Field(60, ge=5, description="a worker whose input has lag but that finished no batch for this long (outside recovery and rebalancing) logs every task's stack and exits with code 70, to be restarted")
+    worker_stall_seconds: int = Field(60, ge=5, description="a worker whose input has lag but that finished no batch for this long (outside recovery and rebalancing) logs every task's stack and exits with code 70, to be restarted; so does one whose partition's commit waits this long at an unprocessed record while later records were processed (the restarted worker reads it again)")
     max_event_bytes: int = 32 * 1024
     max_request_bytes: int = 500 * 1024
     max_batch_events: int = 500

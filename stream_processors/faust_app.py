@@ -277,10 +277,9 @@ async def input_lag(bootstrap: str, group: str, assigned: set, topics_: set[str]
             await admin.close()
 
 
-def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConfig,
-              app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4,
-              persons_config: PersonsConfig | None = None, stall_seconds: float = 60) -> faust.App:
-    app = WorkerApp(
+def new_app(bootstrap: str, data_dir: Path, app_id: str, web_port: int, partitions: int) -> WorkerApp:
+    """The Faust app: raw bytes in and out, RocksDB tables, every produce acknowledged by all replicas."""
+    return WorkerApp(
         app_id,
         broker=[f"kafka://{h}" for h in bootstrap.split(",")],
         store="rocksdb://",
@@ -300,17 +299,37 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
     )
-    watchdog = Watchdog(stall_seconds)
-    raw = app.topic(topics.kafka_topic(prefix, topics.RAW), key_type=bytes, value_type=bytes)
-    out = {
+
+
+def output_topics(app: faust.App, prefix: str) -> dict[str, faust.TopicT]:
+    """Every topic an agent writes, by its short name (topics.TOUCHES, ...)."""
+    return {
         name: app.topic(topics.kafka_topic(prefix, name), key_type=bytes, value_type=bytes)
         for name in (topics.TOUCHES, topics.CONVERSIONS, topics.SPEND, topics.LEASES, topics.RATES, topics.DEAD_LETTERS,
                      topics.LINKS, topics.IDENTITY, topics.GUARDS, topics.CREDITS, topics.MATCHES)
     }
 
-    # one visitor's session state, keyed like the raw topic (project:anonymous_id), so the table is
-    # co-partitioned with the stream and each worker holds the visitors of its partitions
-    visitors = app.Table("visitors", key_type=bytes, value_type=bytes, partitions=partitions)
+
+async def send_confirmed(out: dict[str, faust.TopicT], published: dict[str, list[tuple[bytes, bytes]]]) -> None:
+    """Send every record of a batch, then wait until Kafka acknowledged each (acks=all), before the
+    caller moves any state on: a crash in between re-emits the same records, never loses one."""
+    sent = [await out[name].send(key=key, value=value) for name, records in published.items() for key, value in records]
+    for fut in sent:
+        await fut
+
+
+async def batch_finished(app: faust.App, events: list, watchdog: Watchdog) -> None:
+    """A batch's outputs are acknowledged and its state written: once the changelog is acknowledged
+    too, its records may be committed (GuardedConsumer) and it counts as work for the watchdog."""
+    await changelog_delivered(app)
+    app.consumer.batch_processed(events)
+    watchdog.batch_done()
+
+
+def add_enrich(app: faust.App, raw: faust.TopicT, visitors: "faust.Table", out: dict[str, faust.TopicT],
+               config: ProcessorConfig, watchdog: Watchdog) -> faust.types.AgentT:
+    """Register stage 1 on the app: the raw topic through steps.PIPELINE, one visitor's session
+    state per key in `visitors` (keyed like the raw topic, so co-partitioned with it)."""
 
     @app.agent(raw, name="enrich", supervisor_strategy=ExitingSupervisor)
     async def enrich(stream):  # noqa: ANN001 - faust's stream type
@@ -324,25 +343,46 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
                     return visitors.get(key)
 
             batch = process_batch(config, [(e.key, e.value) for e in events], stored)
-            sent = [await out[name].send(key=key, value=value)
-                    for name, records in batch.published.items() for key, value in records]
-            for fut in sent:
-                await fut
+            await send_confirmed(out, batch.published)
             for key, (i, state) in batch.states.items():
                 with as_current(events[i]):
                     visitors[key] = state.to_bytes()
-            await changelog_delivered(app)
-            app.consumer.batch_processed(events)
-            watchdog.batch_done()
+            await batch_finished(app, events, watchdog)
             yield None
 
-    # The persons stage: keyed by project (all four inputs are), so one project's identity graph
-    # lives on one partition; its table is co-partitioned with the inputs (same partition count).
-    persons_table = app.Table("persons", key_type=bytes, value_type=bytes, partitions=partitions)
-    persons = Persons(TableStore(persons_table), persons_config or PersonsConfig())
-    name_of = {topics.kafka_topic(prefix, t): t for t in PERSONS_INPUTS}
-    inputs = app.topic(*name_of, key_type=bytes, value_type=bytes)
+    return enrich
 
+
+def persons_records(persons: Persons, name_of: dict[str, str], events: list) -> tuple[dict, dict]:
+    """One batch through the persons stage: (its output records by topic, the last event of each
+    project, whose partition that project's state writes go to)."""
+    persons.begin_batch()
+    records: dict[str, list[tuple[bytes, bytes]]] = {}
+    last_of_project: dict[bytes, object] = {}
+    for event in events:
+        last_of_project[event.key] = event
+        for name, recs in persons.step(name_of[event.message.topic], event.value).records().items():
+            records.setdefault(name, []).extend(recs)
+    for name, recs in persons.end_batch().records().items():
+        records.setdefault(name, []).extend(recs)
+    return records, last_of_project
+
+
+def write_persons_state(persons: Persons, events: list, last_of_project: dict) -> None:
+    """Apply the batch's pending table writes, each project's while one of its own events is
+    current: Faust's table writes (store and changelog) go to the current event's partition."""
+    for project, event in last_of_project.items():
+        with as_current(event):  # the partition this project's rows belong to
+            persons.overlay.flush_prefix(project + b"\x1f")
+    if persons.overlay.pending:  # a record whose key is not its project: keep its writes anyway
+        with as_current(events[-1]):
+            persons.overlay.flush()
+
+
+def add_persons_agent(app: faust.App, inputs: faust.TopicT, name_of: dict[str, str], persons: Persons,
+                      out: dict[str, faust.TopicT], watchdog: Watchdog) -> faust.types.AgentT:
+    """Register stage 2 on the app (`name_of`: the Kafka name of each input -> its short name), and
+    the revocation handler that makes it reload its projects."""
     revoked_since_last_batch = False
 
     @app.on_partitions_revoked.connect
@@ -356,39 +396,24 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
     @app.agent(inputs, name="persons", supervisor_strategy=ExitingSupervisor)
     async def persons_agent(stream):  # noqa: ANN001 - faust's stream type
         # Batches (stream.take_events): a conversion and the links that arrive with it are credited
-        # once. The outputs are sent and acknowledged before the state writes are applied; each
-        # project's writes are applied while one of its own events is current, because Faust's
-        # table writes (store and changelog) go to the current event's partition.
+        # once. The outputs are sent and acknowledged before the state writes are applied.
         nonlocal revoked_since_last_batch
         async for events in stream.take_events(500, within=0.2):
             if revoked_since_last_batch:
                 revoked_since_last_batch = False
                 persons.forget()
-            persons.begin_batch()
-            records: dict[str, list[tuple[bytes, bytes]]] = {}
-            last_of_project: dict[bytes, object] = {}
-            for event in events:
-                last_of_project[event.key] = event
-                for name, recs in persons.step(name_of[event.message.topic], event.value).records().items():
-                    records.setdefault(name, []).extend(recs)
-            for name, recs in persons.end_batch().records().items():
-                records.setdefault(name, []).extend(recs)
-            sent = [await out[name].send(key=key, value=value) for name, recs in records.items() for key, value in recs]
-            for fut in sent:  # delivered (acks=all) before the state moves on: a crash re-emits, never loses
-                await fut
-            for project, event in last_of_project.items():
-                with as_current(event):  # the partition this project's rows belong to
-                    persons.overlay.flush_prefix(project + b"\x1f")
-            if persons.overlay.pending:  # a record whose key is not its project: keep its writes anyway
-                with as_current(events[-1]):
-                    persons.overlay.flush()
-            await changelog_delivered(app)
-            app.consumer.batch_processed(events)
-            watchdog.batch_done()
+            records, last_of_project = persons_records(persons, name_of, events)
+            await send_confirmed(out, records)
+            write_persons_state(persons, events, last_of_project)
+            await batch_finished(app, events, watchdog)
             yield None
 
-    inputs_of_agents = {raw.get_topic_name(), *name_of}
-    app.agent_inputs = frozenset(inputs_of_agents)  # their commits are guarded (GuardedConsumer)
+    return persons_agent
+
+
+def add_watchdog(app: faust.App, watchdog: Watchdog, bootstrap: str, group: str, inputs: frozenset[str]) -> None:
+    """Register the task that exits the worker when the app or an agent crashed (75) or it stalled (70)."""
+    stall_seconds = watchdog.stall_seconds
 
     @app.task
     async def _watch() -> None:
@@ -404,29 +429,58 @@ def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConf
                     exit_for_restart(CRASHED_EXIT_CODE, "crashed: %s", what)
                 if time.monotonic() - lag_checked >= lag_every:
                     lag_checked = time.monotonic()
-                    await _check_stall()
+                    await check_stall(app, watchdog, bootstrap, group, inputs)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the watchdog must outlive any one check
                 log.warning("watchdog check failed (retried in %.0f s): %r", interval, exc)
 
-    async def _check_stall() -> None:
-        holes = app.consumer.holes(stall_seconds)
-        if holes:
-            exit_for_restart(STALLED_EXIT_CODE, "stalled: the commit of %s waits at records no agent processed "
-                             "(later ones were) for %s s; they are read again after the restart", holes, stall_seconds)
-        if time.monotonic() - watchdog.last_batch < stall_seconds:
-            return
-        busy = bool(app.in_recovery or app.rebalancing)
-        assigned = {tp for tp in app.consumer.assignment() if tp.topic in inputs_of_agents}
-        lag = None
-        if not busy:
-            lag, committed = await asyncio.wait_for(input_lag(bootstrap, app_id, assigned, inputs_of_agents),
-                                                    stall_seconds)
-            if not assigned:
-                watchdog.group_progress(committed)
-        if watchdog.stalled(busy, lag):
-            exit_for_restart(STALLED_EXIT_CODE, "stalled: %s input records wait and no batch finished in %s s; "
-                             "every task's stack follows", lag, stall_seconds, stacks=True)
 
+async def check_stall(app: faust.App, watchdog: Watchdog, bootstrap: str, group: str, inputs: frozenset[str]) -> None:
+    """Exit 70 when a commit waits at a record no agent processed, or when input waits and no batch
+    finished, for watchdog.stall_seconds; the restarted worker reads those records again."""
+    stall_seconds = watchdog.stall_seconds
+    holes = app.consumer.holes(stall_seconds)
+    if holes:
+        exit_for_restart(STALLED_EXIT_CODE, "stalled: the commit of %s waits at records no agent processed "
+                         "(later ones were) for %s s; they are read again after the restart", holes, stall_seconds)
+    if time.monotonic() - watchdog.last_batch < stall_seconds:
+        return
+    busy = bool(app.in_recovery or app.rebalancing)
+    assigned = {tp for tp in app.consumer.assignment() if tp.topic in inputs}
+    lag = None
+    if not busy:
+        lag, committed = await asyncio.wait_for(input_lag(bootstrap, group, assigned, inputs), stall_seconds)
+        if not assigned:
+            watchdog.group_progress(committed)
+    if watchdog.stalled(busy, lag):
+        exit_for_restart(STALLED_EXIT_CODE, "stalled: %s input records wait and no batch finished in %s s; "
+                         "every task's stack follows", lag, stall_seconds, stacks=True)
+
+
+def build_app(bootstrap: str, prefix: str, data_dir: Path, config: ProcessorConfig,
+              app_id: str = "moneytrail-processors", web_port: int = 6066, partitions: int = 4,
+              persons_config: PersonsConfig | None = None, stall_seconds: float = 60) -> faust.App:
+    """The worker's app: stage 1 (`enrich`) and stage 2 (`persons`) agents, their tables, the watchdog."""
+    app = new_app(bootstrap, data_dir, app_id, web_port, partitions)
+    watchdog = Watchdog(stall_seconds)
+    raw = app.topic(topics.kafka_topic(prefix, topics.RAW), key_type=bytes, value_type=bytes)
+    out = output_topics(app, prefix)
+
+    # one visitor's session state, keyed like the raw topic (project:anonymous_id), so the table is
+    # co-partitioned with the stream and each worker holds the visitors of its partitions
+    visitors = app.Table("visitors", key_type=bytes, value_type=bytes, partitions=partitions)
+    add_enrich(app, raw, visitors, out, config, watchdog)
+
+    # The persons stage: keyed by project (all four inputs are), so one project's identity graph
+    # lives on one partition; its table is co-partitioned with the inputs (same partition count).
+    persons_table = app.Table("persons", key_type=bytes, value_type=bytes, partitions=partitions)
+    persons = Persons(TableStore(persons_table), persons_config or PersonsConfig())
+    name_of = {topics.kafka_topic(prefix, t): t for t in PERSONS_INPUTS}
+    inputs = app.topic(*name_of, key_type=bytes, value_type=bytes)
+    add_persons_agent(app, inputs, name_of, persons, out, watchdog)
+
+    inputs_of_agents = frozenset({raw.get_topic_name(), *name_of})
+    app.agent_inputs = inputs_of_agents  # their commits are guarded (GuardedConsumer)
+    add_watchdog(app, watchdog, bootstrap, app_id, inputs_of_agents)
     return app
