@@ -24,6 +24,8 @@
 #   CLICKHOUSE_USER           the user clients log in as                          [moneytrail]
 #   CLICKHOUSE_PASSWORD       its password                                        [moneytrail]
 #   CLICKHOUSE_DATABASE       database `url` names (created by `start`)           [moneytrail]
+#   CLICKHOUSE_READER_USER    a read-only user (profile readonly: readonly = 2) for BI tools [moneytrail_reader]
+#   CLICKHOUSE_READER_PASSWORD its password                                       [moneytrail_reader]
 #   CLICKHOUSE_PYTHON         a Python with chdb installed            [.venv/bin/python of this repo]
 #   CLICKHOUSE_START_TIMEOUT  seconds to wait for the server to answer            [60]
 #   CLICKHOUSE_STOP_TIMEOUT   seconds to wait after SIGTERM before SIGKILL        [20]
@@ -41,6 +43,8 @@ CLICKHOUSE_DATA_DIR="${CLICKHOUSE_DATA_DIR%/}"
 CLICKHOUSE_USER="${CLICKHOUSE_USER:-moneytrail}"
 CLICKHOUSE_PASSWORD="${CLICKHOUSE_PASSWORD:-moneytrail}"
 CLICKHOUSE_DATABASE="${CLICKHOUSE_DATABASE:-moneytrail}"
+CLICKHOUSE_READER_USER="${CLICKHOUSE_READER_USER:-moneytrail_reader}"
+CLICKHOUSE_READER_PASSWORD="${CLICKHOUSE_READER_PASSWORD:-moneytrail_reader}"
 CLICKHOUSE_PYTHON="${CLICKHOUSE_PYTHON:-$REPO/.venv/bin/python}"
 CLICKHOUSE_START_TIMEOUT="${CLICKHOUSE_START_TIMEOUT:-60}"
 CLICKHOUSE_STOP_TIMEOUT="${CLICKHOUSE_STOP_TIMEOUT:-20}"
@@ -58,6 +62,8 @@ validate() {
   [[ "$CLICKHOUSE_USER" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "CLICKHOUSE_USER must be a plain name"
   [[ "$CLICKHOUSE_DATABASE" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "CLICKHOUSE_DATABASE must be a plain name"
   [[ "$CLICKHOUSE_PASSWORD" != *[\<\>\&]* ]] || die "CLICKHOUSE_PASSWORD may not contain < > &"
+  [[ "$CLICKHOUSE_READER_USER" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "CLICKHOUSE_READER_USER must be a plain name"
+  [[ "$CLICKHOUSE_READER_PASSWORD" != *[\<\>\&]* ]] || die "CLICKHOUSE_READER_PASSWORD may not contain < > &"
   [ -x "$CLICKHOUSE_PYTHON" ] || die "no Python at $CLICKHOUSE_PYTHON (run 'make setup', or set CLICKHOUSE_PYTHON)"
 }
 
@@ -95,7 +101,11 @@ write_configs() {
   # no password (chdb cannot pass one), so it is kept to loopback like the listener itself.
   cat >"$CLICKHOUSE_DATA_DIR/users.xml" <<EOF
 <clickhouse>
-  <profiles><default/></profiles>
+  <profiles>
+    <default/>
+    <!-- BI tools (deploy/superset): reads only; query settings may still be set per query -->
+    <readonly><readonly>2</readonly></readonly>
+  </profiles>
   <quotas><default/></quotas>
   <users>
     <default>
@@ -110,6 +120,12 @@ write_configs() {
       <profile>default</profile>
       <quota>default</quota>
     </${CLICKHOUSE_USER}>
+    <${CLICKHOUSE_READER_USER}>
+      <password>${CLICKHOUSE_READER_PASSWORD}</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>readonly</profile>
+      <quota>default</quota>
+    </${CLICKHOUSE_READER_USER}>
   </users>
 </clickhouse>
 EOF

@@ -31,7 +31,9 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 # What a user puts in .env; everything else must have a default in the compose file.
 TEST_ENV = {"CLICKHOUSE_PASSWORD": "pw-for-compose-test", "MONEYTRAIL_PII_KEY": "compose-test-pii-key-0123456789abcdef",
-            "GRAFANA_ADMIN_PASSWORD": "grafana-pw-for-compose-test"}
+            "GRAFANA_ADMIN_PASSWORD": "grafana-pw-for-compose-test", "SUPERSET_SECRET_KEY": "superset-key-for-compose-test",
+            "SUPERSET_ADMIN_PASSWORD": "superset-pw-for-compose-test",
+            "SUPERSET_CLICKHOUSE_PASSWORD": "superset-reader-pw-for-compose-test"}
 # role -> the CLI command it must run
 ROLES = {"collector": "serve", "worker": "worker", "sink": "sink", "migrate": "migrate"}
 ONE_SHOT = {"migrate"}
