@@ -1,5 +1,6 @@
-"""Pipeline benchmark: sustained events/s through the whole path, POST to a row in `touches`, on
-this machine, distributed mode beside the embedded mode, all numbers from ONE run.
+"""Pipeline benchmark: sustained events/s through the whole path, POST to a row in `touches`, a
+sale's POST to the live report, on this machine, distributed mode beside the embedded mode, all
+numbers from ONE run.
 
 - distributed: every part its own process, as a production install runs them, co-located here:
   `moneytrail serve --no-sink` (the collector) -> Apache Kafka (deploy/local/kafka.sh, a broker of
@@ -28,6 +29,13 @@ poll finds the probe's event_id in `raw_events` ("raw p50": written by the sink 
 raw topic, so the difference to the touch lag is the processors' share); "poll ms" is how long a
 poll took (the warehouse under load).
 
+Sale -> live aggregates (before the steps, on a quiet pipeline): --sales visitors land (a paid
+search pageview each, waited for in `touches`); then, one at a time, a payment for one of them goes
+through the generic payment webhook, signed as a payment system signs it, and /api/reports/live
+(the live aggregates: live_money, live_visits) and /api/reports/channels (as served by default) are
+polled every --sale-poll s until the payment's amount is in their total revenue: p50 / p99 per mode,
+bounded by --sale-timeout per sale and --sale-budget per mode.
+
 CPU: utime+stime from /proc of every process over each step's measured window, in cores (CPU
 seconds per second): collector, worker, sink, Kafka broker JVM, ClickHouse server (embedded: the one
 process), the bench client, and the rest of the machine ("others": other people's work; this
@@ -35,7 +43,7 @@ machine is shared). "ev/cpu-s" = events per CPU second of the pipeline's process
 moves least when others load the machine.
 
     uv run python bench/pipeline.py [--modes distributed,embedded] [--start-rate 250] [--step-seconds 8]
-                                    [--max-lag 5] [--budget 100] [--json-out out.json]
+                                    [--max-lag 5] [--budget 100] [--sales 40] [--json-out out.json]
 
 Bounded: at most --budget s of steps per mode, every wait has a deadline; everything started is
 stopped at the end (also on Ctrl-C or an error); every server listens on 127.0.0.1 only.
@@ -45,6 +53,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import math
 import os
 import shutil
@@ -59,6 +69,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,11 +79,13 @@ import httpx
 import orjson
 import uvloop
 
-from harness import (HOST, ROOT, CpuWindow, LoadResult, ServerProc, Traffic, busy_cores, clean_env, create_project, fmt,
+from harness import (HOST, ROOT, UA_DESKTOP, CpuWindow, LoadResult, ServerProc, Traffic, busy_cores, clean_env,
+                     create_project, fmt,
                      free_port, load, load_average, load_result, log, machine_facts, moneytrail_argv, percentile, table)
 
 PASS_SHARE = 0.95  # of the offered requests answered 200 inside the window
 PII_KEY = "bench-pipeline-pii-key-0123456789abcdef"
+PAYMENT_SECRET = "bench-pipeline-payment-secret"
 DISTRIBUTED_PROCS = ("collector", "worker", "sink", "kafka", "clickhouse")
 
 
@@ -91,6 +105,8 @@ class Mode:
     touches: Callable[[httpx.AsyncClient], Awaitable[int]]  # count() of the project's touches, FINAL
     procs: dict[str, ServerProc] = field(default_factory=dict)
     about: str = ""
+    read_token: str = ""
+    webhook_secret: str = ""  # the payment webhook's path key (its signing secret is PAYMENT_SECRET)
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -152,6 +168,7 @@ def start_distributed(tmp: Path, stack: ExitStack, args: argparse.Namespace) -> 
                     MONEYTRAIL_PII_KEY=PII_KEY, MONEYTRAIL_KAFKA_PARTITIONS=str(args.partitions),
                     MONEYTRAIL_RATE_LIMIT_IP_RPS="0", MONEYTRAIL_RATE_LIMIT_KEY_EPS="0")  # one client address
     creds = create_project(env, "Pipeline")
+    configure_payment(env, "Pipeline")
     procs = {
         "collector": ServerProc("serve --no-sink", moneytrail_argv("serve", "--no-sink"), env, tmp / "collector.log"),
         "sink": ServerProc("sink", moneytrail_argv("sink"), {**env, "MONEYTRAIL_DATA_DIR": str(tmp / "sink")},
@@ -191,7 +208,8 @@ def start_distributed(tmp: Path, stack: ExitStack, args: argparse.Namespace) -> 
     pids = {name: procs[name].p.pid for name in ("collector", "worker", "sink")}
     pids.update(kafka=kafka_pid, clickhouse=ch_pid)
     return Mode("distributed", port, project, creds["write_key"], pids, seen, touches, procs,
-                f"serve --no-sink -> Kafka ({args.partitions} partitions) -> worker -> sink -> ClickHouse server")
+                f"serve --no-sink -> Kafka ({args.partitions} partitions) -> worker -> sink -> ClickHouse server",
+                creds["read_token"], creds["webhook_secret"])
 
 
 def start_embedded(tmp: Path, stack: ExitStack, args: argparse.Namespace) -> Mode:
@@ -199,6 +217,7 @@ def start_embedded(tmp: Path, stack: ExitStack, args: argparse.Namespace) -> Mod
     env = clean_env(MONEYTRAIL_DATA_DIR=str(tmp / "embedded"), MONEYTRAIL_PORT=str(port), MONEYTRAIL_HOST=HOST,
                     MONEYTRAIL_RATE_LIMIT_IP_RPS="0", MONEYTRAIL_RATE_LIMIT_KEY_EPS="0")
     creds = create_project(env, "Pipeline")
+    configure_payment(env, "Pipeline")
     proc = ServerProc("serve (embedded)", [sys.executable, str(ROOT / "bench" / "serve_probe.py")], env,
                       tmp / "embedded.log")
     stack.callback(_stop_proc, proc)
@@ -220,7 +239,16 @@ def start_embedded(tmp: Path, stack: ExitStack, args: argparse.Namespace) -> Mod
         return int((await ask(client, {"project": project, "count": True}))["touches"])
 
     return Mode("embedded", port, project, creds["write_key"], {"serve": proc.p.pid}, seen, touches,
-                {"serve": proc}, "serve (collector + processors + sink + chDB in one process)")
+                {"serve": proc}, "serve (collector + processors + sink + chDB in one process)",
+                creds["read_token"], creds["webhook_secret"])
+
+
+def configure_payment(env: dict[str, str], name: str) -> None:
+    """The generic payment webhook's signing secret (PAYMENT_SECRET), as an operator sets it."""
+    out = subprocess.run(moneytrail_argv("projects", "configure", name, "payment", f"secret={PAYMENT_SECRET}"),
+                         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"projects configure failed ({out.returncode}):\n{out.stderr[-3000:]}")
 
 
 def _stop_proc(proc: ServerProc) -> None:
@@ -352,6 +380,124 @@ async def drain(mode: Mode, client: httpx.AsyncClient, outstanding: dict[str, fl
     return not outstanding
 
 
+# ------------------------------------------------------------------- sale -> live aggregates
+
+@dataclass
+class Sales:
+    """POST of a payment -> the sale in /api/reports/live (the live aggregates) and in the channels
+    report, ms, sorted; what was tried; why it ended early."""
+
+    live_ms: list[float] = field(default_factory=list)
+    channels_ms: list[float] = field(default_factory=list)
+    tried: int = 0
+    landed: int = 0  # the sale visitors' visits (counted with the steps' in the end check)
+    missed: int = 0  # not in the live report within the sample's timeout
+    poll_ms: list[float] = field(default_factory=list)  # one poll of both reports
+    note: str = ""
+
+
+def _revenue(report: dict[str, Any]) -> Decimal:
+    return Decimal(str((report.get("total") or {}).get("revenue") or 0))
+
+
+async def sale_latency(mode: Mode, client: httpx.AsyncClient, args: argparse.Namespace) -> Sales:
+    """--sales samples, one at a time, on a quiet pipeline: visitors land (a paid search pageview
+    each) and are waited for in `touches`; then, per sample, one visitor's payment goes through the
+    generic payment webhook (signed, as a payment system sends it) and both reports are polled every
+    --sale-poll s until its amount is in their total revenue (the live report from the aggregates;
+    the channels report as served by default). At most --sale-timeout s per sample and --sale-budget
+    s in all."""
+    out = Sales()
+    began = time.perf_counter()
+    run = uuid.uuid4().hex[:8]
+    anons = [f"sale-{run}-{i}" for i in range(args.sales)]
+    now = datetime.now(timezone.utc)
+    pages = [{"type": "page", "messageId": f"sale-{run}-{i}", "anonymousId": a,
+              "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+              "context": {"page": {"url": "https://shop.kz/sofas?utm_source=google&utm_medium=cpc&utm_campaign=bench-sale",
+                                   "referrer": "https://www.google.com/"}, "userAgent": UA_DESKTOP}}
+             for i, a in enumerate(anons)]
+    base_url = f"http://{HOST}:{mode.port}"
+    for k in range(0, len(pages), 100):
+        r = await client.post(f"{base_url}/v1/batch", json={"batch": pages[k:k + 100]}, auth=(mode.write_key, ""))
+        if r.status_code != 200:
+            out.note = f"pageviews refused: {r.status_code} {r.text[:200]}"
+            return out
+        out.landed += len(pages[k:k + 100])
+    waiting = {p["messageId"] for p in pages}
+    while waiting and time.perf_counter() - began < args.sale_budget / 2:
+        try:
+            waiting -= (await mode.seen(client, list(waiting)))[0]
+        except (httpx.HTTPError, RuntimeError, ValueError):
+            pass
+        await asyncio.sleep(0.2)
+    if waiting:
+        out.note = f"{len(waiting)} of the sale visitors' touches not in `touches` after {args.sale_budget / 2:g} s"
+        return out
+    days = {"from": (now - timedelta(days=1)).date().isoformat(), "to": (now + timedelta(days=1)).date().isoformat()}
+    auth = {"Authorization": f"Bearer {mode.read_token}"}
+
+    async def report(name: str) -> dict[str, Any]:
+        r = await client.get(f"{base_url}/api/reports/{name}", params=days, headers=auth)
+        if r.status_code != 200:
+            raise RuntimeError(f"/api/reports/{name} answered {r.status_code}: {r.text[:200]}")
+        return orjson.loads(r.content)
+
+    try:
+        first = await report("live")
+        base_live, base_channels, currency = _revenue(first), _revenue(await report("channels")), first["currency"]
+    except (httpx.HTTPError, RuntimeError) as exc:
+        out.note = f"reports unreadable: {exc!r}"
+        return out
+    for i, anon in enumerate(anons):
+        if time.perf_counter() - began > args.sale_budget:
+            out.note = f"sale budget of {args.sale_budget:g} s used up after {out.tried} samples"
+            break
+        amount = Decimal(10_000 + i)
+        body = orjson.dumps({"payments": [{
+            "payment_id": f"bench-{run}-{i}", "amount": str(amount), "currency": currency,
+            "paid_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "customer": {"anonymous_id": anon}}]})
+        signature = "sha256=" + hmac.new(PAYMENT_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        sent = time.perf_counter()
+        r = await client.post(f"{base_url}/webhooks/payment/{mode.webhook_secret}", content=body,
+                              headers={"X-Moneytrail-Signature": signature, "Content-Type": "application/json"})
+        out.tried += 1
+        if r.status_code != 200:
+            out.note = f"payment webhook answered {r.status_code}: {r.text[:200]}"
+            break
+        got: dict[str, float] = {}
+        while len(got) < 2 and time.perf_counter() - sent < args.sale_timeout:
+            tick = time.perf_counter()
+            try:
+                live_r, channels_r = await asyncio.gather(report("live"), report("channels"))
+            except (httpx.HTTPError, RuntimeError, ValueError):
+                await asyncio.sleep(args.sale_poll)
+                continue
+            now_t = time.perf_counter()
+            out.poll_ms.append((now_t - tick) * 1000)
+            if "live" not in got and _revenue(live_r) >= base_live + amount:
+                got["live"] = now_t
+                base_live = _revenue(live_r)
+            if "channels" not in got and _revenue(channels_r) >= base_channels + amount:
+                got["channels"] = now_t
+                base_channels = _revenue(channels_r)
+            await asyncio.sleep(max(0.0, tick + args.sale_poll - time.perf_counter()))
+        if "live" in got:
+            out.live_ms.append((got["live"] - sent) * 1000)
+        else:
+            out.missed += 1
+            base_live += amount  # it may still come; the next sample waits for both
+        if "channels" in got:
+            out.channels_ms.append((got["channels"] - sent) * 1000)
+        else:
+            base_channels += amount
+    out.live_ms.sort()
+    out.channels_ms.sort()
+    out.poll_ms.sort()
+    return out
+
+
 @dataclass
 class ModeResult:
     name: str
@@ -367,6 +513,8 @@ class ModeResult:
     drained: bool = False
     notes: list[str] = field(default_factory=list)
     idle_cpu: dict[str, float] = field(default_factory=dict)  # CpuWindow.shares() with no load
+    sales: Sales = field(default_factory=Sales)
+    sales_load: str = ""  # load average when the sale samples began
 
     @property
     def best(self) -> Step | None:
@@ -392,6 +540,13 @@ async def ladder(mode: Mode, args: argparse.Namespace, result: ModeResult) -> No
         await asyncio.sleep(args.idle_seconds)
         idle.mark()
         result.idle_cpu = idle.shares()
+        if args.sales:
+            result.sales_load = load_average()
+            result.sales = await sale_latency(mode, client, args)
+            sl = result.sales
+            log(f"{mode.name}: sale -> live report p50 {percentile(sl.live_ms, 0.5):,.0f} ms p99 "
+                f"{percentile(sl.live_ms, 0.99):,.0f} ms ({len(sl.live_ms)}/{sl.tried}), channels report p50 "
+                f"{percentile(sl.channels_ms, 0.5):,.0f} ms" + (f"; {sl.note}" if sl.note else ""))
         began = time.perf_counter()
         rate, passed, failed = args.start_rate, None, None
         plan: list[float] = []
@@ -427,7 +582,7 @@ async def ladder(mode: Mode, args: argparse.Namespace, result: ModeResult) -> No
         result.drained = await drain(mode, client, outstanding, 60, args.poll)
         if not result.drained:
             result.notes.append(f"{mode.name}: {len(outstanding)} probes still not in touches 60 s after the last step")
-        result.visitors = traffic.landed
+        result.visitors = traffic.landed + result.sales.landed
         deadline = time.perf_counter() + 15  # the visits after the last probe are a moment behind it
         while True:
             try:
@@ -536,6 +691,24 @@ def summary(facts: dict[str, Any], args: argparse.Namespace, results: list[ModeR
             total = b.pipeline_cpu
             shares = ", ".join(f"{p} {b.load.cpu.get(f'{p}_cpu', 0) / total:.0%}" for p in r.pids)
             out.append(f"CPU share of the {r.name} pipeline at {b.offered:,.0f} ev/s ({total:.2f} cores): {shares}")
+    if any(r.sales.tried for r in results):
+        out.append("")
+        out.append(f"sale -> report: a payment POSTed to the signed payment webhook for a visitor with a touch, until its "
+                   f"amount is in the total (polled every {args.sale_poll * 1000:.0f} ms, one sale at a time, before the "
+                   "steps); live = /api/reports/live (the live aggregates), channels = /api/reports/channels as served")
+        rows = []
+        for r in results:
+            sl = r.sales
+            rows.append([r.name, f"{len(sl.live_ms)}/{sl.tried}", _ms(percentile(sl.live_ms, 0.5)),
+                         _ms(percentile(sl.live_ms, 0.99)), _ms(sl.live_ms[-1] if sl.live_ms else float("nan")),
+                         _ms(percentile(sl.channels_ms, 0.5)), _ms(percentile(sl.channels_ms, 0.99)),
+                         _ms(percentile(sl.poll_ms, 0.5)), r.sales_load])
+        out.extend(table(["mode", "samples", "live p50 ms", "p99", "max", "channels p50 ms", "p99", "poll ms",
+                          "load average before"], rows))
+        out.append("(goal: <= 1 000 ms p50 and 2 000 ms p99 embedded, 3 000 ms p99 distributed, on a quiet machine)")
+        out.extend(f"  !! {r.name}: {r.sales.note}" for r in results if r.sales.note)
+        out.extend(f"  !! {r.name}: {r.sales.missed} sales not in the live report within {args.sale_timeout:g} s"
+                   for r in results if r.sales.missed)
     out.append(f"load average at the end: {load_end}; total bench time {elapsed:.0f} s")
     out.append("=" * 118)
     return "\n".join(out)
@@ -550,7 +723,10 @@ def to_json(results: list[ModeResult]) -> dict[str, Any]:
                 "sustained": s.sustained, "why": s.why}
     return {r.name: {"about": r.about, "busy_before": r.busy_before, "load_before": r.load_before, "idle_cpu": r.idle_cpu,
                      "steps": [step(s) for s in r.steps], "best": step(r.best) if r.best else None,
-                     "visitors": r.visitors, "touches": r.touches, "notes": r.notes} for r in results}
+                     "visitors": r.visitors, "touches": r.touches, "notes": r.notes,
+                     "sales": {"live_ms": r.sales.live_ms, "channels_ms": r.sales.channels_ms, "tried": r.sales.tried,
+                               "missed": r.sales.missed, "note": r.sales.note, "load_average": r.sales_load}}
+            for r in results}
 
 
 def main() -> int:
@@ -571,6 +747,10 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between polls of touches")
     parser.add_argument("--idle-seconds", type=float, default=3.0, help="CPU of each process with no load, measured this long")
     parser.add_argument("--partitions", type=int, default=4, help="MONEYTRAIL_KAFKA_PARTITIONS of the distributed run")
+    parser.add_argument("--sales", type=int, default=40, help="sale -> live report samples per mode (0: none)")
+    parser.add_argument("--sale-poll", type=float, default=0.05, help="seconds between polls of the reports")
+    parser.add_argument("--sale-timeout", type=float, default=15.0, help="seconds a sale may take to show")
+    parser.add_argument("--sale-budget", type=float, default=120.0, help="seconds of sale samples per mode at most")
     parser.add_argument("--json-out", default=None, metavar="PATH")
     args = parser.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -580,7 +760,8 @@ def main() -> int:
             and 1 <= args.step_seconds <= 120 and 0 <= args.warmup <= 30 and 0.1 <= args.max_lag <= 120
             and 1 <= args.drain <= 120 and 10 <= args.budget <= 1200 and 1 <= args.connections <= 512
             and 1 <= args.probes_per_s <= 1000 and 0.01 <= args.poll <= 5 and 1 <= args.partitions <= 64
-            and 0.5 <= args.idle_seconds <= 30):
+            and 0.5 <= args.idle_seconds <= 30 and 0 <= args.sales <= 500 and 0.01 <= args.sale_poll <= 2
+            and 1 <= args.sale_timeout <= 60 and 10 <= args.sale_budget <= 600):
         parser.error("an option is out of range")
     def on_term(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")  # unwinds through every stop in the ExitStacks
