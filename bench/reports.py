@@ -362,12 +362,16 @@ class Size:
     served: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     drift: int = -1
     settle_s: float = 0.0
+    aggregate_rows: tuple[int, int] = (0, 0)  # rows in live_money, live_visits (parts not merged yet included)
 
 
 def measure(wh: ChdbWarehouse, rng: random.Random, touches: int, rounds: int, runs: int) -> Size:
     n = wh.rows("SELECT (SELECT count() FROM conversions) AS c, (SELECT count() FROM credits) AS r")[0]
     size = Size(int(n["c"]), int(n["r"]))
+    log(f"measuring at {size.conversions:,} conversions")
     size.settle_s = settle(wh)
+    a = wh.rows("SELECT (SELECT count() FROM live_money) AS m, (SELECT count() FROM live_visits) AS v")[0]
+    size.aggregate_rows = (int(a["m"]), int(a["v"]))
     size.served = served(wh, runs)
     for _ in range(rounds):
         size.upkeep.append(upkeep(wh, rng, touches, None))
@@ -400,6 +404,7 @@ def main() -> None:
         wh = ChdbWarehouse(Path(tmp) / "warehouse")
         migrate(wh)
         loaded = load(wh, args.touches, args.conversions, visitors=args.touches // 4)
+        log(f"loaded in {loaded:.0f} s")
         credited_s, credit_rows = write_live_credits(wh)
         with Clock() as rebuilt:
             live.rebuild(wh, "shop")
@@ -408,6 +413,7 @@ def main() -> None:
         cpu: dict[str, list[float]] = {}  # the engine runs in this process: CPU time of all its threads
         rules = reports.LiveRules(90, 30)
         totals: dict[str, dict] = {}
+        log("live credits and aggregates written; the reports at query time and from the aggregates")
         for recompute in (False, True):
             how = "query time" if recompute else "live aggregates"
             for name, model in [("channels", m) for m in reports.QUERY_TIME_MODELS] + [("models", "all six")]:
@@ -494,7 +500,8 @@ def main() -> None:
                   f"{_med([u.rows_insert.wall for u in us]):>11.2f}"
                   + (f"   (median of {len(us)})" if len(us) > 1 else ""))
         print(f"  {'':>18s} aggregates == credits_current after the writes: {s.drift == 0} ({s.drift} rows differ); "
-              f"waited {s.settle_s:.0f} s for merges before measuring")
+              f"waited {s.settle_s:.0f} s for merges before measuring; {s.aggregate_rows[0]:,} live_money rows, "
+              f"{s.aggregate_rows[1]:,} live_visits rows")
     if len(sizes) > 1:
         for shape in ("sink batches", f"{TRICKLE} conversions a batch"):
             a = [u for u in sizes[0].upkeep if u.shape == shape]
