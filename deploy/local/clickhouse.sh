@@ -56,6 +56,8 @@ DB_DIR="$CLICKHOUSE_DATA_DIR/db"
 
 log() { printf 'clickhouse: %s\n' "$*"; }
 die() { printf 'clickhouse: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=deploy/local/daemon.sh
+. "$HERE/daemon.sh"
 
 validate() {
   [[ "$CLICKHOUSE_PORT" =~ ^[0-9]+$ ]] || die "CLICKHOUSE_PORT must be a number"
@@ -67,14 +69,7 @@ validate() {
   [ -x "$CLICKHOUSE_PYTHON" ] || die "no Python at $CLICKHOUSE_PYTHON (run 'make setup', or set CLICKHOUSE_PYTHON)"
 }
 
-read_pid() { [ -f "$PID_FILE" ] && tr -dc '0-9' <"$PID_FILE" || true; }
-
-running_pid() {
-  local pid; pid="$(read_pid)"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "moneytrail-clickhouse-server"; then
-    echo "$pid"
-  fi
-}
+running_pid() { daemon_pid "$PID_FILE" moneytrail-clickhouse-server; }
 
 ping_ok() {
   "$CLICKHOUSE_PYTHON" - "$CLICKHOUSE_PORT" <<'EOF' >/dev/null 2>&1
@@ -166,42 +161,13 @@ engine.query(sql, "TabSeparated", path=sys.argv[1])
 ' "$DB_DIR" moneytrail-clickhouse-server </dev/null >"$LOG_FILE" 2>&1
   ) &
   echo $! >"$PID_FILE"
-  local deadline=$((SECONDS + CLICKHOUSE_START_TIMEOUT))
-  until ping_ok; do
-    if [ -z "$(running_pid)" ]; then
-      tail -n 30 "$LOG_FILE" >&2 || true
-      die "the server exited during start (log: $LOG_FILE)"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 30 "$LOG_FILE" >&2 || true
-      cmd_stop >/dev/null
-      die "not answering on 127.0.0.1:$CLICKHOUSE_PORT after ${CLICKHOUSE_START_TIMEOUT}s"
-    fi
-    sleep 0.2
-  done
+  daemon_wait_ready "$PID_FILE" moneytrail-clickhouse-server ping_ok "$CLICKHOUSE_START_TIMEOUT" "$LOG_FILE" \
+    "the ClickHouse server on 127.0.0.1:$CLICKHOUSE_PORT" cmd_stop
   sql "CREATE DATABASE IF NOT EXISTS $CLICKHOUSE_DATABASE" >/dev/null
   log "running (pid $(running_pid), http://127.0.0.1:$CLICKHOUSE_PORT, database $CLICKHOUSE_DATABASE, data $DB_DIR)"
 }
 
-cmd_stop() {
-  local pid; pid="$(running_pid)"
-  if [ -z "$pid" ]; then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + CLICKHOUSE_STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.1
-  done
-  rm -f "$PID_FILE"
-  log "stopped (pid $pid)"
-}
+cmd_stop() { daemon_stop "$PID_FILE" moneytrail-clickhouse-server "$CLICKHOUSE_STOP_TIMEOUT"; }
 
 cmd_status() {
   local pid; pid="$(running_pid)"

@@ -56,6 +56,10 @@ LOG_FILE="$SUPERSET_DATA_DIR/superset.out"
 
 log() { printf 'superset: %s\n' "$*"; }
 die() { printf 'superset: error: %s\n' "$*" >&2; exit 1; }
+# start/stop/status share the pid handling of deploy/local/clickhouse.sh; the compose container
+# mounts only deploy/superset and runs `serve` (in the foreground), which needs none of it
+# shellcheck source=deploy/local/daemon.sh
+if [ -f "$REPO/deploy/local/daemon.sh" ]; then . "$REPO/deploy/local/daemon.sh"; fi
 
 uv_bin() {
   if [ -n "${UV:-}" ]; then echo "$UV"
@@ -107,14 +111,7 @@ cmd_provision() {
   log "provisioned in $((SECONDS - t0)) s (ClickHouse $SUPERSET_CLICKHOUSE_USER@$SUPERSET_CLICKHOUSE_HOST:$SUPERSET_CLICKHOUSE_PORT/$SUPERSET_CLICKHOUSE_DATABASE)"
 }
 
-read_pid() { [ -f "$PID_FILE" ] && tr -dc '0-9' <"$PID_FILE" || true; }
-
-running_pid() {
-  local pid; pid="$(read_pid)"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "gunicorn"; then
-    echo "$pid"
-  fi
-}
+running_pid() { daemon_pid "$PID_FILE" gunicorn; }
 
 health_ok() {
   "$SUPERSET_VENV/bin/python" - "$SUPERSET_HOST" "$SUPERSET_PORT" <<'EOF' >/dev/null 2>&1
@@ -148,41 +145,12 @@ cmd_start() {
   # shellcheck disable=SC2046
   setsid "$SUPERSET_VENV/bin/gunicorn" $(gunicorn_args) </dev/null >"$LOG_FILE" 2>&1 &
   echo $! >"$PID_FILE"
-  local deadline=$((SECONDS + SUPERSET_START_TIMEOUT))
-  until health_ok; do
-    if [ -z "$(running_pid)" ]; then
-      tail -n 40 "$LOG_FILE" >&2 || true
-      die "the web server exited during start (log: $LOG_FILE)"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 40 "$LOG_FILE" >&2 || true
-      cmd_stop >/dev/null
-      die "not answering on $SUPERSET_HOST:$SUPERSET_PORT after ${SUPERSET_START_TIMEOUT}s"
-    fi
-    sleep 0.5
-  done
+  daemon_wait_ready "$PID_FILE" gunicorn health_ok "$SUPERSET_START_TIMEOUT" "$LOG_FILE" \
+    "Superset on $SUPERSET_HOST:$SUPERSET_PORT" cmd_stop
   log "running (pid $(running_pid), http://$SUPERSET_HOST:$SUPERSET_PORT, user $SUPERSET_ADMIN_USER, data $SUPERSET_DATA_DIR)"
 }
 
-cmd_stop() {
-  local pid; pid="$(running_pid)"
-  if [ -z "$pid" ]; then
-    rm -f "$PID_FILE"
-    log "not running"
-    return 0
-  fi
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 20))
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 0.2
-  done
-  rm -f "$PID_FILE"
-  log "stopped (pid $pid)"
-}
+cmd_stop() { daemon_stop "$PID_FILE" gunicorn 20; }
 
 cmd_status() {
   local pid; pid="$(running_pid)"
